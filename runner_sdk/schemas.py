@@ -1,0 +1,227 @@
+"""Wire schemas of the go-livepeer AI runner contract (ai-runner `runner/openapi.yaml`, v0.14.1).
+
+Field names, JSON types, defaults and required sets match the contract exactly: go-livepeer's client is
+generated from that document, so a renamed field or a changed default is a protocol break. The
+generate-route request models ignore unknown fields (contract 3.5, 6).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Wire(BaseModel):
+    # Unknown fields from Go's json.Marshal (or newer gateways) are ignored, never rejected.
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    # Optional in the body but not nullable: the wire schema shows no default (the runner draws one).
+    schema.pop("default", None)
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+
+class APIError(_Wire):
+    """API error response model."""
+
+    msg: str = Field(..., description="The error message.")
+
+
+class HTTPError(_Wire):
+    """HTTP error response model."""
+
+    detail: APIError = Field(..., description="Detailed error information.")
+
+
+class ValidationError(_Wire):
+    loc: list[str | int] = Field(..., title="Location")
+    msg: str = Field(..., title="Message")
+    type: str = Field(..., title="Error Type")
+
+
+class HTTPValidationError(_Wire):
+    detail: list[ValidationError] = Field(default_factory=list)
+
+
+# --- health, version, hardware --------------------------------------------------------------------
+
+
+class HealthCheck(_Wire):
+    status: Literal["LOADING", "OK", "ERROR", "IDLE"] = Field(
+        ..., description="The health status of the pipeline"
+    )
+    # Our extension (go-livepeer ignores unknown keys): why the runner is in ERROR.
+    error: str | None = Field(None, description="Why loading failed; present only with status ERROR.")
+
+
+class Version(_Wire):
+    pipeline: str
+    model_id: str
+    version: str = Field(..., description="The version of the Runner")
+
+
+class GPUComputeInfo(_Wire):
+    """Model for detailed GPU compute information."""
+
+    id: str
+    name: str
+    memory_total: int
+    memory_free: int
+    major: int
+    minor: int
+
+
+class GPUUtilizationInfo(_Wire):
+    """Model for GPU utilization statistics."""
+
+    id: str
+    name: str
+    memory_total: int
+    memory_free: int
+    utilization_compute: int
+    utilization_memory: int
+
+
+class HardwareInformation(_Wire):
+    """Response model for GPU information."""
+
+    pipeline: str
+    model_id: str
+    gpu_info: dict[str, GPUComputeInfo]
+
+
+class HardwareStats(_Wire):
+    """Response model for real-time GPU statistics."""
+
+    pipeline: str
+    model_id: str
+    gpu_stats: dict[str, GPUUtilizationInfo]
+
+
+# --- text-to-image --------------------------------------------------------------------------------
+
+
+class TextToImageParams(_Wire):
+    model_id: str = Field("", description="Hugging Face model ID used for image generation.")
+    loras: str = Field(
+        "",
+        description='A LoRA (Low-Rank Adaptation) model and its corresponding weight for image generation. '
+        'Example: { "latent-consistency/lcm-lora-sdxl": 1.0, "nerijs/pixel-art-xl": 1.2}.',
+    )
+    prompt: str = Field(
+        ...,
+        description="Text prompt(s) to guide image generation. Separate multiple prompts with '|' if "
+        "supported by the model.",
+    )
+    height: int = Field(576, description="The height in pixels of the generated image.")
+    width: int = Field(1024, description="The width in pixels of the generated image.")
+    guidance_scale: float = Field(
+        7.5,
+        description="Encourages model to generate images closely linked to the text prompt (higher values "
+        "may reduce image quality).",
+    )
+    negative_prompt: str = Field(
+        "",
+        description="Text prompt(s) to guide what to exclude from image generation. Ignored if "
+        "guidance_scale < 1.",
+    )
+    safety_check: bool = Field(
+        True,
+        description="Perform a safety check to estimate if generated images could be offensive or harmful.",
+    )
+    # Optional but not nullable: `"seed": null` is a 422 (contract 3.5), so no `None` in the type.
+    seed: int = Field(  # type: ignore[assignment]
+        None, description="Seed for random number generation.", json_schema_extra=_no_default)
+    num_inference_steps: int = Field(
+        50,
+        description="Number of denoising steps. More steps usually lead to higher quality images but slower "
+        "inference. Modulated by strength.",
+    )
+    num_images_per_prompt: int = Field(1, description="Number of images to generate per prompt.")
+
+
+class Media(_Wire):
+    """A media object containing information about the generated media."""
+
+    url: str = Field(..., description="The URL where the media can be accessed.")
+    seed: int = Field(..., description="The seed used to generate the media.")
+    nsfw: bool = Field(..., description="Whether the media was flagged as NSFW.")
+
+
+class ImageResponse(_Wire):
+    """Response model for image generation."""
+
+    images: list[Media] = Field(..., description="The generated images.")
+
+
+# --- audio-to-text --------------------------------------------------------------------------------
+
+
+class Chunk(_Wire):
+    """A chunk of text with a timestamp."""
+
+    timestamp: list[Any] = Field(..., description="The timestamp of the chunk.")
+    text: str = Field(..., description="The text of the chunk.")
+
+
+class TextResponse(_Wire):
+    """Response model for text generation."""
+
+    text: str = Field(..., description="The generated text.")
+    chunks: list[Chunk] = Field(..., description="The generated text chunks.")
+
+
+class AudioToTextForm(_Wire):
+    """The non-file parts of `Body_genAudioToText` (multipart/form-data), as parsed by the SDK."""
+
+    model_id: str = Field("", description="Hugging Face model ID used for transcription.")
+    return_timestamps: str = Field(
+        "true",
+        description="Return timestamps for the transcribed text. Supported values: 'sentence', 'word', or a "
+        "string boolean ('true' or 'false'). Default is 'true' ('sentence'). 'false' means no timestamps. "
+        "'word' means word-based timestamps.",
+    )
+    metadata: str = Field("{}", description="Additional job information to be passed to the pipeline.")
+
+
+# --- llm ------------------------------------------------------------------------------------------
+
+
+class LLMMessage(_Wire):
+    role: str
+    content: str
+
+
+class LLMRequest(_Wire):
+    messages: list[LLMMessage]
+    model: str = ""
+    temperature: float = 0.7
+    max_tokens: int = 256
+    top_p: float = 1.0
+    top_k: int = -1
+    stream: bool = False
+
+
+class LLMTokenUsage(_Wire):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class LLMChoice(_Wire):
+    index: int
+    finish_reason: str = ""
+    delta: LLMMessage | None = None
+    message: LLMMessage | None = None
+
+
+class LLMResponse(_Wire):
+    id: str
+    model: str
+    created: int
+    usage: LLMTokenUsage
+    choices: list[LLMChoice]
