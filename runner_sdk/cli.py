@@ -67,6 +67,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (UnknownPipeline, ImportError) as exc:
         log.error("cannot serve pipeline %r: %s", settings.pipeline, exc)
         return 2
+    log.debug("settings: %s", settings.public_dict())
     app = create_app(cls, settings)
     # Graceful shutdown under go-livepeer's 8 s SIGTERM grace period: in-flight requests get 6 s to drain.
     uvicorn.run(app, host=settings.host, port=int(settings.port), timeout_graceful_shutdown=6,

@@ -215,8 +215,9 @@ class LLMTokenUsage(_Wire):
 class LLMChoice(_Wire):
     index: int
     finish_reason: str = ""
-    delta: LLMMessage | None = None
-    message: LLMMessage | None = None
+    # Sent as null when unused (the non-stream response has "delta":null); no default in the wire schema.
+    delta: LLMMessage | None = Field(None, json_schema_extra=_no_default)
+    message: LLMMessage | None = Field(None, json_schema_extra=_no_default)
 
 
 class LLMResponse(_Wire):

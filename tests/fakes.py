@@ -107,3 +107,69 @@ def png_size(png: bytes) -> tuple[int, int]:
 
 
 __all__ = ["FakeImageRunner", "runner", "decode_png", "png_size", "io"]
+
+
+class FakeAudioRunner(Runner):
+    """Serves /audio-to-text: echoes the upload's size and first bytes (exercises the SDK's multipart path)."""
+
+    route = routes.AUDIO_TO_TEXT
+
+    def predict(self, request: schemas.AudioToTextForm, job: Job) -> schemas.TextResponse:
+        upload = request.files["audio"]
+        type(self).last_upload = upload.path
+        head = upload.path.read_bytes()[:4]
+        return schemas.TextResponse(text=f"{upload.size}:{head.hex()}:{request.return_timestamps}", chunks=[])
+
+
+class FakeLLMRunner(Runner):
+    """Serves /llm: streams one word per step; `fail_at` raises mid-stream, `fail_before` before the first."""
+
+    route = routes.LLM
+    words = ["Hello", " there", ",", " friend", "."]
+    step_s = 0.0
+    fail_at: int | None = None
+    fail_before = False
+    produced: list[int] = []
+
+    def setup(self, ctx: LoadContext) -> None:
+        type(self).produced = []
+
+    def check(self, request: schemas.LLMRequest) -> None:
+        if not request.messages:
+            raise BadRequest("messages must not be empty")
+
+    def _chunk(self, n: int, content: str, finish: str) -> schemas.LLMResponse:
+        return schemas.LLMResponse(
+            id="chatcmpl-test", model=self.settings.model_id, created=int(time.time()),
+            usage=schemas.LLMTokenUsage(prompt_tokens=3, completion_tokens=n, total_tokens=3 + n),
+            choices=[schemas.LLMChoice(index=0, finish_reason=finish,
+                                       delta=schemas.LLMMessage(role="assistant", content=content))])
+
+    def predict(self, request: schemas.LLMRequest, job: Job):
+        if self.fail_before:
+            raise RunnerError(500, "engine failed before the first token")
+
+        def stream():
+            n = 0
+            try:
+                for n, word in enumerate(self.words[: request.max_tokens], start=1):
+                    job.step()
+                    if self.fail_at == n:
+                        raise RuntimeError("engine died")
+                    time.sleep(self.step_s)
+                    yield self._chunk(n, word, "")
+                yield self._chunk(n, "", "length" if request.max_tokens <= len(self.words) else "stop")
+            finally:
+                type(self).produced.append(n)
+
+        return stream()
+
+    def stream_error_chunk(self, request, exc):
+        return self._chunk(0, "", "error")
+
+
+class SlowImageRunner(FakeImageRunner):
+    """About one second per request: long enough to SIGTERM the server mid-request."""
+
+    steps = 50
+    step_s = 0.02
