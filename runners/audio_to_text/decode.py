@@ -1,0 +1,199 @@
+"""Decode an uploaded audio file to 16 kHz mono float32 with PyAV (FFmpeg's libraries; no ffmpeg binary).
+
+Upstream quirks this avoids (contract 11):
+- Q8: bytes FFmpeg cannot open, an empty body or a file without audio are a 415, never a 500.
+- Q9: the resampler may return no frame for a short first input frame (MP3 encoder-delay trimming); we
+  iterate over whatever it returns instead of indexing `[0]`.
+- Q10: the resampler is flushed at the end of the stream, so its buffered tail is kept.
+- Q11: only the first audio stream is decoded; a multi-track file is not transcribed twice.
+
+The format is sniffed from the bytes alone (contract 6): go-livepeer names the part `audio` with no
+extension, and a user's filename may lie. FFmpeg's prober also scores a file's extension, so the file is
+handed to it as a file object without a name.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16_000
+UNSUPPORTED_MESSAGE = "Unsupported audio format or malformed file."
+
+
+class UnsupportedAudio(Exception):
+    """The file is not audio FFmpeg can decode (contract 4.4: 415)."""
+
+    def __init__(self, why: str):
+        super().__init__(why)
+        self.why = why
+
+
+class AudioTooLong(Exception):
+    """More decoded audio than the configured maximum (a caller error: 400)."""
+
+    def __init__(self, max_seconds: float):
+        super().__init__(f"Audio longer than {max_seconds:g} s is not supported.")
+        self.max_seconds = max_seconds
+
+
+@dataclass
+class DecodedAudio:
+    samples: np.ndarray  # float32, mono, SAMPLE_RATE
+    container: str  # FFmpeg's demuxer name, e.g. "mp3" or "mov,mp4,m4a,3gp,3g2,mj2"
+    codec: str  # e.g. "mp3float", "aac", "opus"
+    skipped_packets: int = 0  # corrupt packets FFmpeg could not decode (skipped, as the ffmpeg CLI does)
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / SAMPLE_RATE
+
+
+class _Nameless:
+    """A read-only file object without a `name`: FFmpeg then probes the content, never an extension."""
+
+    def __init__(self, fh):
+        self._fh = fh
+
+    def read(self, size: int = -1) -> bytes:
+        return self._fh.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._fh.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+
+class _Resampler:
+    """av.AudioResampler to 16 kHz mono float, rebuilt (after a flush) when the input layout or rate
+    changes mid-stream, which a plain AudioResampler refuses."""
+
+    def __init__(self, rate: int):
+        self.rate = rate
+        self._resampler: av.AudioResampler | None = None
+        self._template: tuple | None = None
+
+    def _new(self) -> av.AudioResampler:
+        return av.AudioResampler(format="flt", layout="mono", rate=self.rate)
+
+    def push(self, frame: av.AudioFrame) -> list[np.ndarray]:
+        template = (frame.format.name, frame.layout.name, frame.sample_rate)
+        out: list[np.ndarray] = []
+        if self._resampler is None or template != self._template:
+            if self._resampler is not None:
+                out += self.flush()
+            self._resampler, self._template = self._new(), template
+        out += _planes(self._resampler.resample(frame))
+        return out
+
+    def flush(self) -> list[np.ndarray]:
+        if self._resampler is None:
+            return []
+        return _planes(self._resampler.resample(None))
+
+
+def _planes(frames: list[av.AudioFrame]) -> list[np.ndarray]:
+    # Q9: the list may be empty (nothing ready yet); never index it.
+    return [f.to_ndarray().reshape(-1) for f in frames if f.samples]
+
+
+# MPEG audio that FFmpeg's prober rejects: an ID3 tag, or a frame sync (11 set bits), at the start. A clip
+# of under ~0.2 s has too few frames for the prober to be sure, though the mp3 demuxer reads it fine.
+def _looks_like_mpeg_audio(head: bytes) -> bool:
+    return head[:3] == b"ID3" or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
+
+
+def _open(fh) -> av.container.InputContainer:
+    try:
+        return av.open(_Nameless(fh), mode="r", metadata_errors="ignore")
+    except (av.FFmpegError, ValueError, OSError) as exc:
+        error = exc
+    fh.seek(0)
+    if _looks_like_mpeg_audio(fh.read(4)):
+        fh.seek(0)
+        try:
+            return av.open(_Nameless(fh), mode="r", format="mp3", metadata_errors="ignore")
+        except (av.FFmpegError, ValueError, OSError):
+            pass
+    raise UnsupportedAudio(f"FFmpeg cannot open it: {error}")
+
+
+def _exact_length(stream: av.audio.stream.AudioStream, decoded: int, sample_rate: int) -> int:
+    """How many decoded samples to keep: the encoder's end padding goes when the container knows the exact
+    length. AAC decoders emit whole 1024-sample frames even where an MP4's edit list says the last one is
+    shorter (up to ~23 ms too long). Only the last frame's worth is ever trimmed, so a container whose
+    duration is only an estimate cannot cut real audio."""
+    if not stream.duration or stream.time_base is None or not stream.codec_context.sample_rate:
+        return decoded
+    expected = int(round(float(stream.duration * stream.time_base) * sample_rate))
+    frame = stream.codec_context.frame_size or 0
+    max_trim = int(np.ceil(frame * sample_rate / stream.codec_context.sample_rate)) + 16
+    excess = decoded - expected
+    return expected if 0 < excess <= max_trim and frame else decoded
+
+
+def decode_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, max_seconds: float | None = None) -> DecodedAudio:
+    """All samples of the first audio stream of `path`, as float32 mono at `sample_rate`.
+
+    Raises UnsupportedAudio (415) when FFmpeg cannot open the file, it has no audio stream, or no audio
+    comes out of it; AudioTooLong when more than `max_seconds` decode (checked while decoding, so a tiny
+    file that expands to hours of audio is stopped before it fills memory).
+    """
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise UnsupportedAudio("empty file")
+    max_samples = None if max_seconds is None else int(max_seconds * sample_rate)
+    pieces: list[np.ndarray] = []
+    total = 0
+    skipped = 0
+    with open(path, "rb") as fh:
+        container = _open(fh)
+        with container:
+            if not container.streams.audio:
+                raise UnsupportedAudio(f"no audio stream in {container.format.name}")
+            stream = container.streams.audio[0]  # Q11
+            resampler = _Resampler(sample_rate)
+
+            def take(arrays: list[np.ndarray]) -> None:
+                nonlocal total
+                for a in arrays:
+                    pieces.append(a)
+                    total += len(a)
+                if max_samples is not None and total > max_samples:
+                    raise AudioTooLong(max_seconds)
+
+            try:
+                # demux() ends with an empty packet per stream, whose decode() drains the decoder.
+                for packet in container.demux(stream):
+                    try:
+                        frames = packet.decode()
+                    except av.error.InvalidDataError:
+                        skipped += 1
+                        continue
+                    for frame in frames:
+                        take(resampler.push(frame))
+            except av.FFmpegError as exc:
+                # A demuxer error before any audio is a malformed file; after some audio (a truncated
+                # upload, say) we keep what decoded, as the ffmpeg CLI does.
+                if total == 0:
+                    raise UnsupportedAudio(f"cannot demux: {exc}") from None
+                log.warning("audio demuxing stopped early after %.2f s: %s", total / sample_rate, exc)
+            take(resampler.flush())  # Q10
+            codec = stream.codec_context.name
+            fmt = container.format.name
+            keep = _exact_length(stream, total, sample_rate)
+    if total == 0:
+        raise UnsupportedAudio(f"no audio decoded from {fmt}/{codec}")
+    if skipped:
+        log.warning("skipped %d undecodable %s packets", skipped, codec)
+    samples = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+    samples = samples[:keep]
+    return DecodedAudio(samples=np.ascontiguousarray(samples, dtype=np.float32), container=fmt, codec=codec,
+                        skipped_packets=skipped)
