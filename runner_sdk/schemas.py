@@ -226,3 +226,7 @@ class LLMResponse(_Wire):
     created: int
     usage: LLMTokenUsage
     choices: list[LLMChoice]
+
+
+# For model authors' own request models: the same wire conventions (unknown fields ignored).
+WireModel = _Wire
