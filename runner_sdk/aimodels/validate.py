@@ -151,16 +151,16 @@ class _Checker:
             fields[field] = (path, value)
         return fields
 
-    def check_types(self, fields: dict[str, tuple[str, Any]]) -> bool:
-        """Type errors that make encoding/json fail (the node exits). Returns False when any was found."""
-        ok = True
+    def check_types(self, fields: dict[str, tuple[str, Any]]) -> set[str]:
+        """Type errors that make encoding/json fail (the node exits). Returns the fields that have one."""
+        bad: set[str] = set()
         for name in STRING_FIELDS:
             if name in fields:
                 path, v = fields[name]
                 if v is not None and not isinstance(v, str):
                     self.add(path, Severity.STOPS_NODE,
                              f"{name} must be a JSON string, got {_type_name(v)}: the node exits with a parse error")
-                    ok = False
+                    bad.add(name)
         if "warm" in fields:
             path, v = fields["warm"]
             if v is not None and not isinstance(v, bool):
@@ -168,7 +168,7 @@ class _Checker:
                 self.add(path, Severity.STOPS_NODE,
                          f"warm must be a JSON boolean, got {_type_name(v)} {json.dumps(v)}{fix}: "
                          "the node exits with a parse error")
-                ok = False
+                bad.add("warm")
         if "capacity" in fields:
             path, v = fields["capacity"]
             if v is not None and not (isinstance(v, int) and not isinstance(v, bool)):
@@ -180,28 +180,28 @@ class _Checker:
                 self.add(path, Severity.STOPS_NODE,
                          f"capacity must be a JSON integer, got {_type_name(v)} {json.dumps(v)}{fix}: "
                          "the node exits with a parse error")
-                ok = False
+                bad.add("capacity")
         for name in ("price_per_unit", "pixels_per_unit"):
             if name in fields:
                 path, v = fields[name]
                 if not _is_number(v):
                     self.add(path, Severity.STOPS_NODE, self._price_type_message(name, v, fields))
-                    ok = False
+                    bad.add(name)
         if "optimization_flags" in fields:
             path, v = fields["optimization_flags"]
             if v is not None and not isinstance(v, _Pairs):
                 self.add(path, Severity.STOPS_NODE,
                          f"optimization_flags must be a JSON object, got {_type_name(v)}: "
                          "the node exits with a parse error")
-                ok = False
+                bad.add("optimization_flags")
             elif isinstance(v, _Pairs):
                 for key, fv in v:
                     if not (fv is None or isinstance(fv, (bool, str))):
                         self.add(_key_path(path, key), Severity.STOPS_NODE,
                                  f"flag values must be a JSON boolean or string, got {_type_name(fv)} "
                                  f"{json.dumps(fv)}: the node exits with a parse error")
-                        ok = False
-        return ok
+                        bad.add("optimization_flags")
+        return bad
 
     @staticmethod
     def _price_type_message(name: str, v: Any, fields: dict[str, tuple[str, Any]]) -> str:
@@ -219,14 +219,17 @@ class _Checker:
                 msg += f" (write {v.strip()}, without quotes)"
         return msg
 
-    def check_entry(self, i: int, f: dict[str, Any], paths: dict[str, str]) -> None:
+    def check_entry(self, i: int, f: dict[str, Any], paths: dict[str, str], bad: set[str] = frozenset()) -> None:
+        """Semantic checks on the fields that parsed (`bad` ones were reported by check_types)."""
         base = f"$[{i}]"
         pipeline = f.get("pipeline") or ""
         model_id = f.get("model_id") or ""
         url = f.get("url") or ""
         warm = f.get("warm") is True
-        self._pipeline(paths.get("pipeline", f"{base}.pipeline"), pipeline)
-        self._model_id(paths.get("model_id", f"{base}.model_id"), pipeline, model_id, url)
+        if "pipeline" not in bad:
+            self._pipeline(paths.get("pipeline", f"{base}.pipeline"), pipeline)
+        if "model_id" not in bad:
+            self._model_id(paths.get("model_id", f"{base}.model_id"), pipeline, model_id, url)
         if url:
             self._url(paths["url"], url)
         self._token(base, paths, f.get("token"), url)
@@ -234,7 +237,7 @@ class _Checker:
         self._flags(base, paths.get("optimization_flags"), f.get("optimization_flags"), pipeline, model_id,
                     url, warm)
         self._price(base, paths, f)
-        if url and not warm:
+        if url and not warm and "warm" not in bad:
             self.add(paths.get("warm", f"{base}.warm"), Severity.ADVICE,
                      "external runner without \"warm\": true: it is loaded anyway, but gateways try warm "
                      "orchestrators first, so set warm to true")
@@ -395,7 +398,9 @@ class _Checker:
 
     def _price(self, base: str, paths: dict[str, str], f: dict[str, Any]) -> None:
         price = f.get("price_per_unit")
-        if "price_per_unit" not in f or price == 0:
+        if "price_per_unit" in paths and not _is_number(price):
+            pass  # present but not a number: already reported
+        elif price is None or price == 0:
             self.add(paths.get("price_per_unit", f"{base}.price_per_unit"), Severity.ADVICE,
                      "no price_per_unit: the -pricePerUnit flag applies; if that is 0 too, an on-chain node "
                      "panics at start-up (pricing checks are skipped with -network offchain)")
@@ -442,12 +447,14 @@ class _Checker:
                          f"entry must be a JSON object, got {_type_name(item)}: the node exits with a parse error")
                 continue
             fields = self.entry_fields(i, item)
-            if not self.check_types(fields):
-                continue  # go-livepeer stops at the first parse error; semantics of a broken entry are moot
-            values = {k: v for k, (_p, v) in fields.items() if v is not None or k == "price_per_unit"}
+            bad = self.check_types(fields)
+            # go-livepeer stops at the first parse error; we go on to report everything else in one run,
+            # leaving out the fields that did not parse.
+            values = {k: v for k, (_p, v) in fields.items() if k not in bad and v is not None}
             paths = {k: p for k, (p, _v) in fields.items()}
-            self.check_entry(i, values, paths)
-            entries.append((i, values, paths))
+            self.check_entry(i, values, paths, bad)
+            if not bad:  # cross-entry rules only for entries Go could read
+                entries.append((i, values, paths))
         self._across(entries)
 
     def _across(self, entries: list[tuple[int, dict[str, Any], dict[str, str]]]) -> None:
