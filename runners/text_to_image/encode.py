@@ -1,0 +1,35 @@
+"""Image -> data URL (contract 6: RFC 2397, padded base64, PNG for parity; JPEG as an option).
+
+PNG encoding of a 1024x1024 image sits on every request's critical path. Pillow's default (zlib level 6)
+spends most of its time in deflate; level 1 is several times faster for a modestly larger file (see
+benchmarks/results/text_to_image/cpu-png.md). It runs in the job thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+from PIL import Image
+
+DEFAULT_PNG_LEVEL = 1
+
+
+def encode_png(pixels: np.ndarray, compress_level: int = DEFAULT_PNG_LEVEL) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
+def encode_jpeg(pixels: np.ndarray, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def data_url(pixels: np.ndarray, fmt: str = "png", png_level: int = DEFAULT_PNG_LEVEL, jpeg_quality: int = 90) -> str:
+    """`pixels`: HxWx3 uint8."""
+    if fmt == "jpeg":
+        return "data:image/jpeg;base64," + base64.b64encode(encode_jpeg(pixels, jpeg_quality)).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(encode_png(pixels, png_level)).decode("ascii")

@@ -1,0 +1,85 @@
+"""SFAST and DEEPCACHE (contract 9), applied once the pipeline is on its device.
+
+- SFAST: stable-fast's `compile(pipe, CompilationConfig.Default())` (xformers/Triton when importable, CUDA
+  graphs as upstream) when `sfast` imports; otherwise torch.compile of the UNet and the VAE decoder, in
+  place. Which one ran is returned, for /runner/info and the log: never silently nothing.
+- DEEPCACHE: DeepCacheSDHelper with cache interval 3 and branch 0; not for Lightning/Turbo ids.
+- Both: refused. The operator guide says to choose one; stacking a cache of UNet features on a compiled
+  UNet is untested upstream, so the runner enters ERROR with that advice rather than guess.
+
+torch.compile's caches (Inductor's FX graph and autotune caches) go under MODEL_DIR/.compile-cache unless
+TORCHINDUCTOR_CACHE_DIR is set, so a second cold start on the same volume reuses the compiled kernels.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger("runner.text_to_image")
+
+BOTH_FLAGS = ("SFAST and DEEPCACHE are both set: choose one (the operator guide says to set only one "
+              "optimization flag per model); unset one of them in aiModels.json optimization_flags")
+
+
+def compile_cache_dir(model_dir: Path) -> Path:
+    """Point Inductor's on-disk caches at MODEL_DIR (persistent) unless the operator chose a place."""
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    path = Path(model_dir) / ".compile-cache" / "inductor"
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(path)
+    os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
+    os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
+    return path
+
+
+def stable_fast_available() -> bool:
+    try:
+        import sfast.compilers.diffusion_pipeline_compiler  # noqa: F401
+    except Exception:  # ImportError, or a build that does not match this torch
+        return False
+    return True
+
+
+def apply_sfast(pipe, model_dir: Path, compile_mode: str = "default", backend: str = "inductor"):
+    """Returns (pipe, description of what was applied)."""
+    if stable_fast_available():
+        from sfast.compilers.diffusion_pipeline_compiler import CompilationConfig, compile
+
+        config = CompilationConfig.Default()
+        extras = []
+        for module, attr in (("xformers", "enable_xformers"), ("triton", "enable_triton")):
+            try:
+                __import__(module)
+                setattr(config, attr, True)
+                extras.append(module)
+            except ImportError:
+                pass
+        config.enable_cuda_graph = True  # as upstream: best for batch size 1
+        pipe = compile(pipe, config)
+        return pipe, "stable-fast" + (f" (with {', '.join(extras)})" if extras else "") + ", CUDA graphs"
+    cache = compile_cache_dir(model_dir)
+    torch_compile(pipe.unet, compile_mode, backend)
+    torch_compile(pipe.vae.decoder, compile_mode, backend)
+    return pipe, (f"torch.compile (stable-fast not installed): UNet and VAE decoder, mode={compile_mode}, "
+                  f"backend={backend}, cache {cache}")
+
+
+def torch_compile(module, mode: str, backend: str) -> None:
+    """In-place nn.Module.compile: the module keeps its class, so the pipeline and LoRA loading still see
+    a UNet2DConditionModel. Compilation itself happens on the first call (the runner's warm-up)."""
+    kwargs = {"backend": backend}
+    if backend == "inductor" and mode != "default":
+        kwargs["mode"] = mode
+    module.compile(**kwargs)
+
+
+def apply_deepcache(pipe, interval: int = 3, branch: int = 0):
+    from DeepCache import DeepCacheSDHelper
+
+    helper = DeepCacheSDHelper(pipe=pipe)
+    helper.set_params(cache_interval=interval, cache_branch_id=branch)
+    helper.enable()
+    return helper, f"DeepCache (cache_interval={interval}, cache_branch_id={branch})"
