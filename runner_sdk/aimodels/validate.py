@@ -205,7 +205,8 @@ class _Checker:
 
     @staticmethod
     def _price_type_message(name: str, v: Any, fields: dict[str, tuple[str, Any]]) -> str:
-        msg = (f"{name} must be a JSON number, got {_type_name(v)} {json.dumps(v)}: go-livepeer fails with "
+        got = "null" if v is None else f"{_type_name(v)} {json.dumps(v)}"
+        msg = (f"{name} must be a JSON number, got {got}: go-livepeer fails with "
                f"'value is not a number: {json.dumps(v)}' and the node exits")
         if isinstance(v, str):
             m = PRICE_WITH_CURRENCY.match(v)
