@@ -1,4 +1,4 @@
-"""`runner-sdk` (also `python -m runner_sdk`): serve, demo, synth, download."""
+"""`runner-sdk` (also `python -m runner_sdk`): serve, demo, synth, download, bench, aimodels."""
 
 from __future__ import annotations
 
@@ -134,6 +134,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return cmd_serve(ns)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench.measure import ServerFailed
+    from .bench.run import DEFAULT_MODELS, run_bench
+
+    _logging(False)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown the progress bars
+    pipelines = args.pipeline or list(DEFAULT_MODELS)
+    models = dict(m.split("=", 1) for m in args.model)
+    try:
+        results = run_bench(pipelines, Path(args.out), Path(args.model_dir), scale=args.scale, device=args.device,
+                            max_capacity=args.max_capacity, requests=args.requests, models=models)
+    except ServerFailed as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
+    print((Path(args.out) / "results.md").read_text())
+    for f in results.models:
+        print(f"{f.pipeline}: weights {f.weights}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="runner-sdk", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -162,6 +182,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-dir", default=os.environ.get("MODEL_DIR", os.path.expanduser("~/.lpData/models")))
     p.add_argument("--runner", default=None)
     p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("bench", help="measure runners on this host (each measurement in a fresh process)")
+    p.add_argument("--pipeline", action="append", choices=["text-to-image", "audio-to-text", "llm"],
+                   help="repeat to choose several (default: all three)")
+    p.add_argument("--model", action="append", default=[], metavar="PIPELINE=MODEL_ID",
+                   help="model to measure for a pipeline (default: the reference model)")
+    p.add_argument("--scale", choices=["tiny", "full"], default="full",
+                   help="synthetic weights to use when MODEL_DIR does not hold the real ones")
+    p.add_argument("--model-dir", default=os.environ.get("MODEL_DIR", os.path.expanduser("~/.lpData/models")))
+    p.add_argument("--device", default="auto")
+    p.add_argument("--max-capacity", type=int, default=2)
+    p.add_argument("--requests", type=int, default=8, help="requests per capacity slot")
+    p.add_argument("--out", default="bench-results")
+    p.set_defaults(func=cmd_bench)
+
+    from .aimodels.cli import add_subcommands as add_aimodels
+
+    add_aimodels(sub)
     return parser
 
 

@@ -70,6 +70,10 @@ class RunnerHost:
                 with timer.phase("warmup"):
                     runner.warmup()
             self.warm_vram = vram_snapshot(self.device)
+            if self.warm_vram is not None:  # what this process holds on the device, by NVML
+                used = self.warm_vram.get("nvml_used")
+                self.warm_vram["nvml_used_delta"] = (used - self._baseline_nvml if used is not None
+                                                     and self._baseline_nvml is not None else None)
             self.load_report = {"phases_s": {k: round(v, 4) for k, v in timer.seconds.items()},
                                 "total_s": round(timer.total(), 4)}
             for phase, seconds in timer.seconds.items():
