@@ -25,14 +25,25 @@ BOTH_FLAGS = ("SFAST and DEEPCACHE are both set: choose one (the operator guide 
 
 def compile_cache_dir(model_dir: Path) -> Path:
     """Point Inductor's on-disk caches at MODEL_DIR (persistent) unless the operator chose a place."""
-    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
-        return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    # torch itself writes its default (a temp folder) into the env once it has computed it: that is not
+    # the operator's choice.
+    if current and current != _torch_default_cache_dir():
+        return Path(current)
     path = Path(model_dir) / ".compile-cache" / "inductor"
     path.mkdir(parents=True, exist_ok=True)
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(path)
     os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
     os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
     return path
+
+
+def _torch_default_cache_dir() -> str | None:
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:
+        return None
+    return default_cache_dir()
 
 
 def stable_fast_available() -> bool:

@@ -1,0 +1,68 @@
+"""Helpers for the text-to-image tests: real servers on 127.0.0.1 and response checks."""
+
+from __future__ import annotations
+
+import base64
+import io
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from runner_sdk.settings import RunnerSettings
+from runner_sdk.testing import RunningServer
+
+LIGHTNING = "ByteDance/SDXL-Lightning"
+REALVIS = "SG161222/RealVisXL_V4.0_Lightning"
+TURBO = "stabilityai/sdxl-turbo"
+GENERIC = "acme/sdxl-generic"
+LORA = "acme/tiny-lora"
+
+# Small enough that a 64x64 image takes a fraction of a second on two cores.
+TEST_ENV = {"HF_HUB_OFFLINE": "1", "T2I_WARMUP_SIZE": "64x64"}
+
+
+@contextmanager
+def serve(model_id: str, model_dir: Path, env: dict[str, str] | None = None, **settings):
+    """A real server for `model_id`; `env` holds runner options (read when the runner is created)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in {**TEST_ENV, **(env or {})}.items():
+            mp.setenv(key, value)
+        s = RunnerSettings(pipeline="text-to-image", model_id=model_id, model_dir=model_dir, device="cpu",
+                           **settings)
+        with RunningServer(_runner_class(), s) as srv:
+            yield srv
+
+
+def _runner_class():
+    from runners.text_to_image.runner import TextToImageRunner
+
+    return TextToImageRunner
+
+
+def generate(srv, timeout: float = 60, **body) -> httpx.Response:
+    body.setdefault("width", 64)
+    body.setdefault("height", 64)
+    return httpx.post(srv.url + "/text-to-image", json=body, timeout=timeout)
+
+
+def info(srv) -> dict:
+    return httpx.get(srv.url + "/runner/info").json()
+
+
+def png_image(url: str) -> Image.Image:
+    assert url.startswith("data:image/png;base64,")
+    data = base64.b64decode(url.split(",", 1)[1], validate=True)
+    image = Image.open(io.BytesIO(data))
+    assert image.format == "PNG"
+    image.load()
+    return image
+
+
+def error_msg(response: httpx.Response) -> str:
+    assert response.headers["content-type"].startswith("application/json")
+    detail = response.json()["detail"]
+    assert isinstance(detail, dict), detail
+    return detail["msg"]
