@@ -95,6 +95,7 @@ class TextToImageRunner(Runner):
         self._pipes: queue.Queue = queue.Queue()
         self.deepcache = None
         self.last_call: dict[str, Any] = {}  # what the latest image ran with (steps, guidance, timesteps)
+        self.last_steps_run = 0
 
     # --- start-up ---------------------------------------------------------------------------------
     def setup(self, ctx: LoadContext) -> None:
@@ -277,6 +278,8 @@ class TextToImageRunner(Runner):
                            callback_on_step_end=on_step_end)
             except ValueError as exc:  # diffusers' input checks: the caller's error (contract 4.4)
                 raise BadRequest(f"Error during model execution: {exc}.") from exc
+            finally:
+                self.last_steps_run = steps_run  # also when cancelled part-way
             _sync(self.device)
         self.last_call = {"steps_run": steps_run, "guidance_scale": kwargs["guidance_scale"],
                           "num_inference_steps": len(pipe.scheduler.timesteps),
