@@ -165,8 +165,8 @@ class TextToImageRunner(Runner):
         from diffusers import AutoPipelineForText2Image, EulerDiscreteScheduler, StableDiffusionXLPipeline
 
         if not kind.lightning:
-            pipe = AutoPipelineForText2Image.from_pretrained(str(main), **_dtype_kw(dtype), variant=variant,
-                                                             use_safetensors=True)
+            pipe = _from_pretrained(AutoPipelineForText2Image, main, self.device, **_dtype_kw(dtype),
+                                    variant=variant, use_safetensors=True)
             pipe.set_progress_bar_config(disable=True)
             return pipe
         # SDXL-Lightning: the base pipeline with the distilled UNet. The UNet is built on the meta device and
@@ -178,10 +178,11 @@ class TextToImageRunner(Runner):
         with init_empty_weights():
             unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(str(main / "unet")))
         unet_file = resolve_snapshot(LIGHTNING_REPO, model_dir, [kind.lightning_unet_file]) / kind.lightning_unet_file
-        state = load_file(str(unet_file))
+        state = load_file(str(unet_file), device=self.device if self.device.startswith("cuda") else "cpu")
         unet.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True, assign=True)
-        pipe = StableDiffusionXLPipeline.from_pretrained(str(main), unet=unet, **_dtype_kw(dtype), variant=variant,
-                                                         use_safetensors=True)
+        del state
+        pipe = _from_pretrained(StableDiffusionXLPipeline, main, self.device, unet=unet, **_dtype_kw(dtype),
+                                variant=variant, use_safetensors=True)
         pipe.set_progress_bar_config(disable=True)
         # ByteDance's recipe: Euler with trailing timesteps (contract 8.1).
         pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config, timestep_spacing="trailing")
@@ -348,6 +349,20 @@ def _to_uint8(image) -> Any:
         return (image * 255).round().clip(0, 255).astype(np.uint8)
     pixels = ((image.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
     return pixels.permute(1, 2, 0).contiguous().cpu().numpy()
+
+
+def _from_pretrained(cls, folder: Path, device: str, **kwargs):
+    """On a GPU, weights go from the safetensors files straight to the device (device_map), never through
+    a full CPU copy; a diffusers build that refuses device_map for this pipeline loads, then moves."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.set_device(torch.device(device))
+        try:
+            return cls.from_pretrained(str(folder), device_map="cuda", **kwargs)
+        except (ValueError, NotImplementedError, TypeError) as exc:
+            log.warning("device_map load failed (%s); loading on the CPU, then moving", exc)
+    return cls.from_pretrained(str(folder), **kwargs)
 
 
 def _dtype_kw(dtype) -> dict:
