@@ -104,10 +104,17 @@ def _planes(frames: list[av.AudioFrame]) -> list[np.ndarray]:
     return [f.to_ndarray().reshape(-1) for f in frames if f.samples]
 
 
-# MPEG audio that FFmpeg's prober rejects: an ID3 tag, or a frame sync (11 set bits), at the start. A clip
-# of under ~0.2 s has too few frames for the prober to be sure, though the mp3 demuxer reads it fine.
+# MPEG audio that FFmpeg's prober rejects: a clip of under ~0.2 s has too few frames for the prober to be
+# sure, though the mp3 demuxer reads it fine. We retry as mp3 when the file starts with an ID3v2 tag or a
+# valid MPEG audio frame header (sync, version, layer, bitrate and rate fields not reserved).
 def _looks_like_mpeg_audio(head: bytes) -> bool:
-    return head[:3] == b"ID3" or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
+    if head[:3] == b"ID3" and len(head) >= 4 and head[3] in (2, 3, 4):
+        return True
+    if len(head) < 3 or head[0] != 0xFF or head[1] & 0xE0 != 0xE0:
+        return False
+    version, layer = (head[1] >> 3) & 0b11, (head[1] >> 1) & 0b11
+    bitrate, rate = head[2] >> 4, (head[2] >> 2) & 0b11
+    return version != 0b01 and layer != 0 and bitrate not in (0, 15) and rate != 0b11
 
 
 def _open(fh) -> av.container.InputContainer:
@@ -153,6 +160,7 @@ def decode_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, max_seconds: 
     pieces: list[np.ndarray] = []
     total = 0
     skipped = 0
+    decoded_packets = 0
     with open(path, "rb") as fh:
         container = _open(fh)
         with container:
@@ -177,6 +185,7 @@ def decode_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, max_seconds: 
                     except av.error.InvalidDataError:
                         skipped += 1
                         continue
+                    decoded_packets += packet.size > 0
                     for frame in frames:
                         take(resampler.push(frame))
             except av.FFmpegError as exc:
@@ -191,6 +200,10 @@ def decode_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, max_seconds: 
             keep = _exact_length(stream, total, sample_rate)
     if total == 0:
         raise UnsupportedAudio(f"no audio decoded from {fmt}/{codec}")
+    if skipped > decoded_packets:
+        # Noise that happens to hold a few frame headers (random bytes "are" MP3 now and then): a real file,
+        # even a damaged one, decodes far more packets than it loses.
+        raise UnsupportedAudio(f"mostly undecodable: {skipped} bad and {decoded_packets} good {codec} packets")
     if skipped:
         log.warning("skipped %d undecodable %s packets", skipped, codec)
     samples = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]

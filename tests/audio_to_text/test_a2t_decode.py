@@ -135,3 +135,15 @@ def test_a2t_decoding_stops_at_max_seconds(tmp_path):
     with pytest.raises(AudioTooLong):
         decode_audio(path, max_seconds=2.0)
     assert abs(decode_audio(path, max_seconds=6.0).duration_s - 5.0) <= 0.010
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a2t_random_bytes_are_never_audio(seed, tmp_path):
+    """Random bytes may start with something like an MPEG frame header; noise must still be a 415."""
+    rng = np.random.default_rng(seed)
+    data = rng.integers(0, 256, 100_000, dtype=np.uint8).tobytes()
+    path = tmp_path / "audio"
+    for head in (b"", b"\xff\xe4\x90", b"ID3\x04"):  # as is, behind an MPEG frame sync, behind an ID3 tag
+        path.write_bytes(head + data)
+        with pytest.raises(UnsupportedAudio):
+            decode_audio(path)

@@ -1,0 +1,194 @@
+"""Audio-to-text reference runner: Whisper (large-v3 and other checkpoints) through transformers.
+
+The whole request: text parts checked in the contract's order (return_timestamps, model_id, metadata);
+the upload decoded from its bytes with PyAV (decode.py); chunked, batched transcription (transcribe.py);
+text and [start, end] chunks back.
+
+Configuration (env vars, on top of the SDK's):
+- BACKEND: `transformers` (default) or `faster-whisper` (CTranslate2, the `faster-whisper` extra).
+- WHISPER_MAX_NEW_TOKENS: tokens per 30 s window; default 444, Whisper's whole decoder budget of 448
+  positions minus the prompt (Q14; the stock runner stops at 128).
+- WHISPER_BATCH_SIZE: most windows per batch (default 24 on CUDA, 8 on the CPU); on CUDA the free memory
+  may lower it per request.
+- WHISPER_MAX_AUDIO_S: longest decoded audio accepted, 400 beyond (default 14400 s). A 50 MiB upload of
+  low-bitrate Opus holds about 19 hours, which would need 4.4 GB as float32 samples.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any, ClassVar
+
+import numpy as np
+
+from runner_sdk import BadRequest, Job, JobCancelled, LoadContext, Runner, RunnerError, routes, schemas
+from runner_sdk.resolve import resolve_snapshot
+
+from .decode import UNSUPPORTED_MESSAGE, AudioTooLong, UnsupportedAudio, decode_audio
+from .options import WORD_LIMIT_S, parse_metadata_duration, parse_return_timestamps, word_limit_message
+
+log = logging.getLogger(__name__)
+
+# Files a Whisper repo needs here (no .bin, .msgpack or .h5 duplicates of the weights).
+ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.txt"]
+# ai-runner runs these in fp32 on CUDA (contract 8.2); everything else in fp16 (bf16 with BFLOAT16).
+FP32_MODELS = {"openai/whisper-medium"}
+
+
+def chunk_length_for(model_id: str) -> float:
+    """distil-large-v3 is trained on 25 s windows (contract 8.2); every other Whisper on 30 s."""
+    return 25.0 if "distil" in model_id.lower() else 30.0
+
+
+class AudioToTextRunner(Runner):
+    route = routes.AUDIO_TO_TEXT
+    oom_message: ClassVar[str] = "GPU out of memory."
+    error_message: ClassVar[str] = "Audio-to-text pipeline error."
+
+    # Defaults, overridden by the env vars above (tests subclass to change them).
+    backend: ClassVar[str] = "transformers"
+    max_new_tokens: ClassVar[int] = 444
+    max_batch: ClassVar[int | None] = None
+    max_audio_s: ClassVar[float] = 14_400.0
+    warmup_tokens: ClassVar[int] = 4
+
+    # --- set-up -----------------------------------------------------------------------------------
+    def _configure(self) -> None:
+        env = os.environ
+        self.backend = env.get("BACKEND", type(self).backend).strip().lower() or "transformers"
+        self.max_new_tokens = int(env.get("WHISPER_MAX_NEW_TOKENS", type(self).max_new_tokens))
+        cuda = self.device.startswith("cuda")
+        default_batch = type(self).max_batch or (24 if cuda else 8)
+        self.max_batch = int(env.get("WHISPER_BATCH_SIZE", default_batch))
+        self.max_audio_s = float(env.get("WHISPER_MAX_AUDIO_S", type(self).max_audio_s))
+        if self.backend not in {"transformers", "faster-whisper"}:
+            raise ValueError(f"BACKEND must be transformers or faster-whisper, not {self.backend!r}")
+        if not 1 <= self.max_new_tokens <= 444:
+            raise ValueError("WHISPER_MAX_NEW_TOKENS must be between 1 and 444 (448 decoder positions - prompt)")
+        if self.max_batch < 1:
+            raise ValueError("WHISPER_BATCH_SIZE must be at least 1")
+
+    def setup(self, ctx: LoadContext) -> None:
+        self._configure()
+        self._stats_lock = threading.Lock()
+        self.stats = {"transcribed": 0, "sequential": 0, "chunked": 0, "cancelled": 0, "audio_s": 0.0}
+        s = ctx.settings
+        for flag, on in s.optimisations_requested().items():
+            if on:
+                ctx.note(f"{flag} has no effect on audio-to-text (ignored, as ai-runner does)")
+        if self.backend == "faster-whisper":
+            from .faster_whisper_backend import FasterWhisperEngine
+
+            self.engine = FasterWhisperEngine.load(ctx, self)
+            return
+        import torch
+        from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
+
+        from .transcribe import WhisperTranscriber
+
+        with ctx.phase("resolve"):
+            snapshot = resolve_snapshot(s.model_id, s.model_dir, ALLOW_PATTERNS)
+        cuda = ctx.device.startswith("cuda")
+        if not cuda:
+            dtype = torch.float32
+        elif s.model_id in FP32_MODELS:
+            dtype = torch.float32
+        else:
+            dtype = torch.bfloat16 if s.bfloat16 else torch.float16
+        with ctx.phase("read_weights"):
+            # Straight from safetensors onto the device (device_map): no second copy through host memory.
+            processor = AutoProcessor.from_pretrained(snapshot)
+            model = AutoModelForSpeechSeq2Seq.from_pretrained(
+                snapshot, dtype=dtype, attn_implementation="sdpa", use_safetensors=True, device_map=ctx.device)
+        with ctx.phase("to_device"):
+            model.eval()
+            if cuda:
+                torch.cuda.synchronize(ctx.device)
+        self.transcriber = WhisperTranscriber(
+            model, processor, ctx.device, dtype, chunk_length_s=chunk_length_for(s.model_id),
+            max_new_tokens=self.max_new_tokens, max_batch=self.max_batch, attn_implementation="sdpa")
+        self.engine = self.transcriber
+        self.dtype = str(dtype).removeprefix("torch.")
+        self.optimisations_applied = {
+            "attention": "sdpa (eager only for word-timestamp batches)",
+            "long-form": f"{chunk_length_for(s.model_id):g} s windows, batched (up to {self.max_batch})",
+        }
+
+    def warmup(self) -> None:
+        # One short pass: CUDA context, cuBLAS handles and the decode path are ready before /health says so.
+        quiet = (0.01 * np.sin(np.linspace(0, 2000 * np.pi, 16_000))).astype(np.float32)
+        self.engine.transcribe(quiet, True, max_new_tokens=self.warmup_tokens)
+
+    # --- per request ------------------------------------------------------------------------------
+    def check(self, request: schemas.AudioToTextForm) -> None:
+        # The contract's order: return_timestamps, model, then the duration.
+        timestamps = parse_return_timestamps(request.return_timestamps)
+        model_id = self.settings.model_id
+        if request.model_id and request.model_id != model_id:
+            raise BadRequest(f"pipeline configured with {model_id} but called with {request.model_id}.")
+        duration = parse_metadata_duration(request.metadata)
+        if timestamps == "word" and duration is not None and duration > WORD_LIMIT_S:
+            raise BadRequest(word_limit_message(model_id))
+
+    def predict(self, request: schemas.AudioToTextForm, job: Job) -> schemas.TextResponse:
+        timestamps = parse_return_timestamps(request.return_timestamps)
+        upload = request.files["audio"]
+        with job.stage("decode"):
+            try:
+                audio = decode_audio(upload.path, max_seconds=self.max_audio_s)
+            except UnsupportedAudio as exc:
+                log.info("415 for a %d-byte upload: %s", upload.size, exc.why)
+                raise RunnerError(415, UNSUPPORTED_MESSAGE) from None
+            except AudioTooLong as exc:
+                raise BadRequest(str(exc)) from None
+        # Q12: the decoded length decides, not the (integer-truncated) metadata duration.
+        if timestamps == "word" and audio.duration_s > WORD_LIMIT_S:
+            raise BadRequest(word_limit_message(self.settings.model_id))
+        job.step()
+        with job.stage("transcribe"):
+            try:
+                result = self.engine.transcribe(audio.samples, timestamps, job)
+            except JobCancelled:
+                self._count(cancelled=1)
+                raise
+            except RunnerError:
+                raise
+            except Exception as exc:
+                if type(exc).__name__ == "OutOfMemoryError":
+                    raise  # the SDK frees the cache and answers 500 "GPU out of memory."
+                log.exception("transcription failed")
+                raise RunnerError(400, f"Error during model execution: {exc}.") from exc
+        self._count(transcribed=1, audio_s=audio.duration_s,
+                    **{"chunked" if result.windows > 1 else "sequential": 1})
+        chunks = [schemas.Chunk(timestamp=list(c["timestamp"]), text=c["text"]) for c in result.chunks]
+        return schemas.TextResponse(text=result.text, chunks=chunks)
+
+    # --- reporting --------------------------------------------------------------------------------
+    def _count(self, **amounts: float) -> None:
+        with self._stats_lock:
+            for key, amount in amounts.items():
+                self.stats[key] += amount
+
+    def info(self) -> dict[str, Any]:
+        with self._stats_lock:
+            stats = dict(self.stats)
+        stats["batches"] = getattr(self.engine, "batches_run", None)
+        stats["windows"] = getattr(self.engine, "windows_run", None)
+        return {
+            "backend": self.backend,
+            "chunk_length_s": chunk_length_for(self.settings.model_id),
+            "max_new_tokens": self.max_new_tokens,
+            "max_batch": self.max_batch,
+            "max_audio_s": self.max_audio_s,
+            "stats": stats,
+        }
+
+    @classmethod
+    def download_plan(cls, model_id: str) -> list[tuple[str, list[str] | None]]:
+        if os.environ.get("BACKEND", cls.backend).strip().lower() == "faster-whisper":
+            from .faster_whisper_backend import ct2_repo_for
+
+            return [(ct2_repo_for(model_id), None)]
+        return [(model_id, ALLOW_PATTERNS)]
