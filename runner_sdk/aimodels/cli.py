@@ -118,7 +118,7 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
                                    "finding stops the node.")
     p.add_argument("file", type=Path, help="the aiModels.json file")
     p.add_argument("--gpus", type=int, default=None,
-                   help="GPUs the AI worker has (-gpus): checks warm managed containers against it")
+                   help="GPUs the AI worker has (its -nvidia list): checks warm managed containers against it")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_validate)
 

@@ -224,6 +224,9 @@ def explain(plan: Plan) -> str:
         out.append(f"- left out: {figures.pipeline} {figures.model_id}: {why}")
     if plan.left_out:
         out.append("To keep other models instead, choose them with --model PIPELINE:MODEL_ID (repeatable).")
+    if plan.managed:
+        out.append("go-livepeer gives warm managed containers the GPUs of -nvidia in entry order, so the entries "
+                   "are written in GPU order; keep that order and the -nvidia list as printed.")
     out.append("Prices are placeholders: set price_per_unit for your market before going live.")
     return "\n".join(out)
 
@@ -232,7 +235,7 @@ def go_livepeer_flags(plan: Plan, image: str = DEFAULT_IMAGE) -> str:
     """Managed mode: the go-livepeer flags that make it start our images on the planned GPUs."""
     overrides = {"batch": {p: f"{image}:{p}" for p in sorted({x.model.pipeline for x in plan.placements})}}
     gpus = ",".join(str(g.index) for g in plan.gpus)
-    return (f"-aiWorker -aiModels /path/to/aiModels.json -gpus {gpus} "
+    return (f"-aiWorker -aiModels /path/to/aiModels.json -nvidia {gpus} "
             f"-aiRunnerImageOverrides {shlex.quote(json.dumps(overrides, separators=(',', ':')))}")
 
 

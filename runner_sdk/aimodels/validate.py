@@ -491,7 +491,7 @@ class _Checker:
                      "skipped; the code aborts)")
         elif warm_managed and self.gpus is None and needed > 1:
             self.add("$", Severity.ADVICE,
-                     f"{needed} warm managed containers (entries x capacity) need {needed} GPUs in -gpus; "
+                     f"{needed} warm managed containers (entries x capacity) need {needed} GPUs in -nvidia; "
                      "pass --gpus N to check")
 
 

@@ -135,3 +135,21 @@ def test_cli_json_output():
     assert report["ok"] is False
     assert {"path": "$[1]", "severity": "stops-node"} in [
         {k: f[k] for k in ("path", "severity")} for f in report["findings"]]
+
+
+def test_add_subcommands_registers_under_another_cli(capsys):
+    """How runner_sdk/cli.py mounts the commands: `runner-sdk aimodels validate|plan`."""
+    import argparse
+
+    from runner_sdk.aimodels.cli import add_subcommands
+
+    parser = argparse.ArgumentParser(prog="runner-sdk")
+    add_subcommands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["aimodels", "validate", "--gpus", "1", str(CORPUS / "good/guide_single_gpu.json")])
+    assert args.func(args) == 0
+    assert "OK" in capsys.readouterr().out
+    args = parser.parse_args(["aimodels", "validate", str(CORPUS / "bad/warm_string.json")])
+    assert args.func(args) == 1
+    args = parser.parse_args(["aimodels", "plan", "--gpu", "12GiB", "--token", "t"])
+    assert args.func(args) == 0
+    assert "openai/whisper-large-v3" in capsys.readouterr().out
