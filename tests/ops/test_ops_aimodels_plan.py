@@ -211,3 +211,16 @@ def test_cli_plan_json_and_errors():
     bad = subprocess.run([*run, "--gpu", "12GiB", "--model", "llm:nope/nope"], capture_output=True, text=True,
                          timeout=60)
     assert bad.returncode == 2 and "no figures" in bad.stderr
+
+
+def test_cli_plan_without_sizes_detects_with_nvml_or_says_how():
+    try:
+        found = planner.detect_gpus()
+    except Exception:
+        found = None
+    proc = subprocess.run([sys.executable, "-m", "runner_sdk.aimodels", "plan", "--token", "t"],
+                          capture_output=True, text=True, timeout=60)
+    if found:  # a GPU machine: the plan uses the detected cards
+        assert proc.returncode == 0 and found[0].name in proc.stdout
+    else:
+        assert proc.returncode == 2 and "--gpu 24GiB" in proc.stderr
