@@ -230,7 +230,7 @@ class _Checker:
         if "pipeline" not in bad:
             self._pipeline(paths.get("pipeline", f"{base}.pipeline"), pipeline)
         if "model_id" not in bad:
-            self._model_id(paths.get("model_id", f"{base}.model_id"), pipeline, model_id, url)
+            self._model_id(paths.get("model_id", f"{base}.model_id"), pipeline, model_id, url, warm)
         if url:
             self._url(paths["url"], url)
         self._token(base, paths, f.get("token"), url)
@@ -254,11 +254,11 @@ class _Checker:
                  f"pipeline {shown} is not a go-livepeer capability: "
                  f"panic 'Pipeline is not valid capability'{hint}")
 
-    def _model_id(self, path: str, pipeline: str, model_id: str, url: str) -> None:
+    def _model_id(self, path: str, pipeline: str, model_id: str, url: str, warm: bool = True) -> None:
         if not model_id:
-            self.add(path, Severity.STOPS_NODE,
-                     "model_id is missing or empty: a runner refuses to start without MODEL_ID, so the warm or "
-                     "external runner never becomes ready and start-up aborts")
+            self.add(path, Severity.STOPS_NODE if warm or url else Severity.ADVICE,
+                     "model_id is missing or empty: a runner refuses to start without MODEL_ID, so a warm or "
+                     "external runner never becomes ready and start-up aborts (a cold one fails on first use)")
             return
         if model_id != model_id.strip():
             self.add(path, Severity.ADVICE,
