@@ -1,0 +1,249 @@
+"""LLM runner: Llama 3.1 8B Instruct, and any Llama-architecture chat model, via transformers, behind
+go-livepeer's `/llm` contract (sections 3.7, 4, 8.3, Q2-Q7).
+
+Start-up: resolve the snapshot in MODEL_DIR -> read the weights (bf16 straight onto the GPU, fp32 on the
+CPU) -> optional weight-only quantisation (QUANTIZE=int8|int4, CUDA) -> start the engine thread -> one short
+warm-up generation.
+
+A request: `check` validates everything a caller can get wrong and templates the prompt (chat template with
+the generation prompt), so every caller error is a 400 JSON before a slot is used and before any SSE byte.
+`predict` submits the prompt to the shared engine (engine.py: step-level batching of up to CAPACITY
+sequences) and turns its token events into chunks: small deltas with cumulative, exact usage (prompt tokens
+as templated, completion tokens as generated, the stop token included), then a final chunk whose
+finish_reason is `length` when max_tokens cut the answer and `stop` otherwise.
+
+Env: MAX_MODEL_LEN (context window, default 8192, capped by the model's), QUANTIZE (int8 or int4, CUDA
+only, torchao), LLM_MAX_CHUNK_TOKENS (tokens merged into one stream delta when the reader lags, default 16).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import queue
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import Field, PrivateAttr
+
+from runner_sdk import BadRequest, Job, LoadContext, Runner, routes, schemas
+from runner_sdk.errors import JobCancelled
+from runner_sdk.resolve import resolve_snapshot
+
+from .detok import IncrementalDetokenizer
+from .engine import Engine, Sequence
+from .sampling import SamplingParams
+
+log = logging.getLogger("runner.llm")
+
+ROLES = ("system", "user", "assistant")
+DEFAULT_MAX_MODEL_LEN = 8192  # ai-runner's MAX_MODEL_LEN (contract 8.3)
+# What a transformers checkpoint needs; never the `original/` consolidated .pth of Meta's repositories.
+ALLOW_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.jinja"]
+
+
+class LLMRequest(schemas.LLMRequest):
+    """The contract's LLMRequest plus `seed`, an extension go-livepeer ignores (it never sends it)."""
+
+    seed: int | None = Field(None, description="Makes sampling reproducible (extension; not sent by go-livepeer).")
+    # Filled by `check` for `predict` and `stream_error_chunk`; never part of the wire schema.
+    _prompt_ids: list[int] = PrivateAttr(default_factory=list)
+    _stream: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+
+class LLMRunner(Runner):
+    route = dataclasses.replace(routes.LLM, request_model=LLMRequest)
+    oom_message = "Out of memory during LLM processing."
+    error_message = "Internal server error during LLM processing."
+
+    # --- set-up -----------------------------------------------------------------------------------
+    def setup(self, ctx: LoadContext) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        s = ctx.settings
+        cuda = self.device.startswith("cuda")
+        quantize = os.environ.get("QUANTIZE", "").strip().lower()
+        if quantize not in ("", "none", "int8", "int4"):
+            raise ValueError(f"QUANTIZE={quantize!r}: use int8 or int4")
+        quantize = "" if quantize == "none" else quantize
+        with ctx.phase("resolve"):
+            self.snapshot = resolve_snapshot(s.model_id, s.model_dir, allow_patterns=ALLOW_PATTERNS)
+        torch_dtype = torch.bfloat16 if cuda else torch.float32
+        with ctx.phase("read_weights"):
+            self.tokenizer = AutoTokenizer.from_pretrained(self.snapshot)
+            # On a GPU the weights go straight from the files to device memory (no CPU copy of the model).
+            self.model = AutoModelForCausalLM.from_pretrained(
+                self.snapshot, dtype=torch_dtype, attn_implementation="sdpa",
+                device_map={"": self.device} if cuda else None)
+        with ctx.phase("to_device"):
+            self.model.to(self.device)
+            self.model.eval()
+        self.dtype = str(torch_dtype).removeprefix("torch.")
+        if quantize:
+            if not cuda:
+                ctx.note(f"QUANTIZE={quantize} ignored: weight-only quantisation needs CUDA; serving {self.dtype}")
+            else:
+                with ctx.phase("optimise"):
+                    from .quantize import quantize_weights
+
+                    self.optimisations_applied["QUANTIZE"] = quantize_weights(self.model, quantize)
+        if self.tokenizer.chat_template is None:
+            raise ValueError(f"{s.model_id} has no chat template; the LLM runner serves chat models only")
+        config_len = getattr(self.model.config, "max_position_embeddings", None) or DEFAULT_MAX_MODEL_LEN
+        self.context_len = min(int(os.environ.get("MAX_MODEL_LEN", DEFAULT_MAX_MODEL_LEN)), config_len)
+        self.eos_ids = _eos_ids(self.model, self.tokenizer)
+        self.max_chunk_tokens = max(1, int(os.environ.get("LLM_MAX_CHUNK_TOKENS", 16)))
+        self.engine = Engine(self.model, self.device, max_batch=s.capacity, eos_ids=self.eos_ids)
+        if s.capacity > 1:
+            self.optimisations_applied["BATCHING"] = f"step-level batching of up to {s.capacity} sequences"
+
+    def warmup(self) -> None:
+        job = Job()
+        ids = self.prompt_ids([{"role": "user", "content": "Hello"}])
+        seq = self.engine.submit(ids, 2, SamplingParams(temperature=0), job)
+        for _ in self._events(seq):
+            pass
+
+    # --- per request ------------------------------------------------------------------------------
+    def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        """The templated prompt's token ids, exactly what the model reads (usage counts these)."""
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        # The template writes <|begin_of_text|> itself; the tokenizer must not add a second one.
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def check(self, request: LLMRequest) -> None:
+        model_id = self.settings.model_id
+        if request.model and request.model != model_id:
+            raise BadRequest(f"pipeline configured with {model_id} but called with {request.model}")
+        if not request.messages:
+            raise BadRequest("messages must be a non-empty list of {role, content} objects")
+        for i, message in enumerate(request.messages):
+            if message.role not in ROLES:
+                raise BadRequest(f"messages[{i}].role {message.role!r} is not one of system, user, assistant")
+        if not 0 <= request.temperature <= 2:
+            raise BadRequest(f"temperature must be between 0 and 2, got {request.temperature}")
+        if not 0 <= request.top_p <= 1:
+            raise BadRequest(f"top_p must be between 0 and 1, got {request.top_p}")
+        if request.top_k != -1 and request.top_k < 1:
+            raise BadRequest(f"top_k must be -1 (off) or at least 1, got {request.top_k}")
+        if request.max_tokens < 1:
+            raise BadRequest(f"max_tokens must be at least 1, got {request.max_tokens}")
+        if request.seed is not None and not 0 <= request.seed < 2**63:
+            raise BadRequest(f"seed must be between 0 and 2^63-1, got {request.seed}")
+        try:
+            ids = self.prompt_ids([m.model_dump() for m in request.messages])
+        except Exception as exc:  # a template's raise_exception, e.g. roles out of order for some models
+            raise BadRequest(f"messages do not fit the model's chat template: {exc}") from exc
+        if len(ids) + request.max_tokens > self.context_len:
+            raise BadRequest(
+                f"prompt ({len(ids)} tokens) plus max_tokens ({request.max_tokens}) exceeds the context window "
+                f"of {self.context_len} tokens")
+        request._prompt_ids = ids
+
+    def predict(self, request: LLMRequest, job: Job) -> schemas.LLMResponse | Iterator[schemas.LLMResponse]:
+        if not request._prompt_ids:  # check() is skipped only when a caller drives predict directly
+            self.check(request)
+        params = SamplingParams(request.temperature, request.top_p, request.top_k, request.seed)
+        seq = self.engine.submit(request._prompt_ids, request.max_tokens, params, job)
+        state = request._stream
+        state.update(id=f"chatcmpl-{uuid.uuid4()}", prompt=len(request._prompt_ids), completion=0)
+        if self.wants_stream(request):
+            return self._stream(request, seq, state)
+        with job.stage("generate"):
+            text, finish = [], "stop"
+            for kind, value, completion in self._events(seq):
+                state["completion"] = completion
+                if kind == "text":
+                    text.append(value)
+                else:
+                    finish = value
+        message = schemas.LLMMessage(role="assistant", content="".join(text))
+        return self._chunk(state, finish, message=message)
+
+    def _events(self, seq: Sequence) -> Iterator[tuple[str, Any, int]]:
+        """(kind, value, completion tokens so far): ("text", delta) as tokens arrive, merging what is
+        already queued into one delta, then ("finish", reason)."""
+        detok = IncrementalDetokenizer(self.tokenizer)
+        completion = 0
+        while True:
+            events = [seq.events.get()]
+            while events[-1][0] == "token" and len(events) < self.max_chunk_tokens:
+                try:
+                    events.append(seq.events.get_nowait())
+                except queue.Empty:
+                    break
+            pieces = []
+            for kind, value in events:
+                if kind == "token":
+                    completion += 1
+                    pieces.append(detok.push(value))
+                elif kind == "done":
+                    pieces.append(detok.flush())
+                    if any(pieces):
+                        yield "text", "".join(pieces), completion
+                    yield "finish", value, completion
+                    return
+                elif kind == "error":
+                    raise value
+                else:
+                    raise JobCancelled()
+            yield "text", "".join(pieces), completion
+
+    def _stream(self, request: LLMRequest, seq: Sequence, state: dict) -> Iterator[schemas.LLMResponse]:
+        for kind, value, completion in self._events(seq):
+            state["completion"] = completion
+            if kind == "text":
+                # A chunk per step even when the text is held back (half a character): usage still grows.
+                yield self._chunk(state, "", delta=value)
+            else:
+                yield self._chunk(state, value, delta="")
+
+    def _chunk(self, state: dict, finish: str, delta: str | None = None,
+               message: schemas.LLMMessage | None = None) -> schemas.LLMResponse:
+        prompt, completion = state["prompt"], state.get("completion", 0)
+        return schemas.LLMResponse(
+            id=state["id"], model=self.settings.model_id, created=int(time.time()),
+            usage=schemas.LLMTokenUsage(prompt_tokens=prompt, completion_tokens=completion,
+                                        total_tokens=prompt + completion),
+            choices=[schemas.LLMChoice(
+                index=0, finish_reason=finish,
+                delta=schemas.LLMMessage(role="assistant", content=delta) if delta is not None else None,
+                message=message)],
+        )
+
+    def stream_error_chunk(self, request: LLMRequest, exc: BaseException) -> schemas.LLMResponse:
+        """After the stream started: one choice, empty content, finish_reason "error" (contract Q3)."""
+        state = request._stream or {"id": f"chatcmpl-{uuid.uuid4()}", "prompt": len(request._prompt_ids)}
+        return self._chunk(state, "error", delta="")
+
+    # --- reporting --------------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        engine = getattr(self, "engine", None)
+        facts: dict[str, Any] = {"context_len": getattr(self, "context_len", None)}
+        if engine is not None:
+            facts.update(max_batch=engine.max_batch, active=engine.batch_size, max_batch_seen=engine.max_batch_seen,
+                         tokens_generated=engine.tokens_generated, decode_steps=engine.decode_steps)
+        return facts
+
+    @classmethod
+    def download_plan(cls, model_id: str) -> list[tuple[str, list[str] | None]]:
+        return [(model_id, ALLOW_PATTERNS)]
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    """Every id that ends a reply: the generation config's (Llama 3.1: end_of_text, eom, eot) and the
+    tokenizer's eos."""
+    ids: set[int] = set()
+    for source in (getattr(model.generation_config, "eos_token_id", None), model.config.eos_token_id,
+                   tokenizer.eos_token_id):
+        if isinstance(source, int):
+            ids.add(source)
+        elif source:
+            ids.update(int(i) for i in source)
+    if not ids:
+        raise ValueError("the model defines no end-of-sequence token")
+    return ids

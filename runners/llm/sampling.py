@@ -1,0 +1,49 @@
+"""Next-token choice per sequence: greedy at temperature 0, otherwise temperature, top-k (-1 off) and
+top-p (nucleus) sampling with the sequence's own generator, so a seeded request draws the same tokens
+whatever else shares its batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 0.7
+    top_p: float = 1.0
+    top_k: int = -1
+    seed: int | None = None
+
+    @property
+    def greedy(self) -> bool:
+        # top_p == 0 keeps only the most likely token, which is greedy decoding too.
+        return self.temperature == 0 or self.top_k == 1 or self.top_p == 0
+
+
+def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """Scaled, top-k and top-p filtered logits of one row (vocab,), -inf where a token is excluded."""
+    logits = logits.float() / params.temperature
+    if params.top_k > 0 and params.top_k < logits.shape[-1]:
+        kth = torch.topk(logits, params.top_k).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if params.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        # Drop a token when the tokens before it already hold top_p of the mass; the first always stays.
+        drop = (torch.cumsum(probs, dim=-1) - probs) > params.top_p
+        drop[0] = False
+        logits = logits.masked_fill(drop.scatter(0, order, drop), float("-inf"))
+    return logits
+
+
+def choose_tokens(logits: torch.Tensor, params: list[SamplingParams],
+                  generators: list[torch.Generator | None]) -> list[int]:
+    """One next token per row of `logits` (batch, vocab), with one host sync for the whole batch."""
+    chosen = torch.argmax(logits, dim=-1)
+    for row, (p, gen) in enumerate(zip(params, generators, strict=True)):
+        if not p.greedy:
+            probs = torch.softmax(filter_logits(logits[row], p), dim=-1)
+            chosen[row] = torch.multinomial(probs, 1, generator=gen)[0]
+    return chosen.tolist()
