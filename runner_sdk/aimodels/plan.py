@@ -2,9 +2,11 @@
 
 The packing is deliberately simple, so an operator can check it by hand:
 
-1. Each model needs `peak VRAM at its capacity x (1 + headroom)`. Peak, not warm: a runner that fits idle but
-   not while it works fails on its first big request. The headroom (default 20 %) covers allocator
-   fragmentation, LoRA adapters, larger images and what the figures do not see.
+1. Each model needs `peak VRAM at its capacity x (1 + headroom)`. Peak, not warm: a runner that fits idle
+   but not while it works fails on its first big request. The capacity is the one with the best measured
+   throughput (or `--capacity`), lowered to the next measured one, down to 1, when it does not fit. The
+   headroom (default 20 %) covers allocator fragmentation, LoRA adapters, larger images and what the figures
+   do not see.
 2. Models are placed largest first (first-fit decreasing, the classic heuristic: big items are the hard ones).
 3. Each goes onto the GPU with the most memory left that still fits it ("worst fit"), which spreads runners
    over the GPUs so that two runners share a GPU's compute only when they must.
@@ -135,19 +137,26 @@ def make_plan(results: BenchResults, gpus: list[GPU], *, headroom: float = DEFAU
             raise ValueError(f"no figures for {key[0]}:{key[1]} in the results (have: {known})")
         chosen.append(figures)
 
-    sized: list[tuple[int, int, int, ModelFigures]] = []
+    # Per model, the capacities to try: the chosen one first, then smaller measured ones down to 1, so a model
+    # whose best-throughput capacity does not fit still gets a place at a lower capacity.
+    sized: list[tuple[list[tuple[int, int, int]], ModelFigures]] = []
     for figures in chosen:
-        capacity = 1 if managed else (capacities or {}).get(figures.pipeline) or figures.best_capacity()
-        peak = figures.peak_at(capacity)
-        if peak is None:
+        first = 1 if managed else (capacities or {}).get(figures.pipeline) or figures.best_capacity()
+        fixed = managed or figures.pipeline in (capacities or {})
+        lower = {r.capacity for r in figures.by_capacity if r.capacity < first} | ({1} if first > 1 else set())
+        tries = [first] if fixed else [first, *sorted(lower, reverse=True)]
+        options = [(int(peak * (1 + headroom)), peak, c) for c in tries if (peak := figures.peak_at(c)) is not None]
+        if not options:
             plan.left_out.append((figures, "no VRAM figures (not measured on this machine)"))
             continue
-        sized.append((int(peak * (1 + headroom)), peak, capacity, figures))
+        sized.append((options, figures))
 
-    for need, peak, capacity, figures in sorted(sized, key=lambda s: (-s[0], s[3].key)):
-        candidates = [g for g in gpus if plan.free(g) >= need
-                      and not (managed and any(p.gpu is g for p in plan.placements))]
-        if not candidates:
+    for options, figures in sorted(sized, key=lambda s: (-s[0][0][0], s[1].key)):
+        taken = {p.gpu.index for p in plan.placements} if managed else set()
+        fit = [(need, peak, c, g) for need, peak, c in options for g in gpus
+               if plan.free(g) >= need and g.index not in taken]
+        if not fit:
+            need, peak, _c = options[-1]
             biggest = max(gpus, key=plan.free)
             why = (f"needs {fmt_gib(need)} (peak {fmt_gib(peak)} + {headroom:.0%} headroom); "
                    f"the most free on any GPU is {fmt_gib(plan.free(biggest))}")
@@ -155,7 +164,10 @@ def make_plan(results: BenchResults, gpus: list[GPU], *, headroom: float = DEFAU
                 why = "managed mode keeps one warm container per GPU, and every GPU already has one"
             plan.left_out.append((figures, why))
             continue
-        gpu = max(candidates, key=lambda g: (plan.free(g), -g.index))
+        # The first capacity that fits anywhere, on the GPU with the most memory left.
+        best_capacity = fit[0][2]
+        need, peak, capacity, gpu = max((f for f in fit if f[2] == best_capacity),
+                                        key=lambda f: (plan.free(f[3]), -f[3].index))
         plan.placements.append(Placement(figures, gpu, capacity, need, peak))
 
     plan.placements.sort(key=lambda p: (p.gpu.index, p.model.key))

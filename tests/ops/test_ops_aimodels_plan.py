@@ -224,3 +224,13 @@ def test_cli_plan_without_sizes_detects_with_nvml_or_says_how():
         assert proc.returncode == 0 and found[0].name in proc.stdout
     else:
         assert proc.returncode == 2 and "--gpu 24GiB" in proc.stderr
+
+
+def test_capacity_is_lowered_when_the_best_one_does_not_fit(tmp_path):
+    results = load_results(_measured(tmp_path))
+    # Best throughput is capacity 2 (peak 5 GiB -> needs 6 GiB); a 5.5 GiB card only takes capacity 1 (4.8 GiB).
+    [p] = planner.make_plan(results, gpus("5.5GiB")).placements
+    assert (p.capacity, p.peak_bytes) == (1, 4 * GiB)
+    # A capacity the operator fixed is not lowered: the model is left out instead.
+    plan = planner.make_plan(results, gpus("5.5GiB"), capacities={"audio-to-text": 2})
+    assert plan.placements == [] and "needs 6.0 GiB" in plan.left_out[0][1]
