@@ -79,7 +79,9 @@ CLIP_G_FULL = dict(vocab_size=49408, hidden_size=1280, intermediate_size=5120, n
                    num_attention_heads=20, max_position_embeddings=77, hidden_act="gelu", projection_dim=1280)
 CLIP_TINY = dict(vocab_size=600, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
                  num_attention_heads=4, max_position_embeddings=77, hidden_act="gelu", projection_dim=32)
-CLIP_IDS = dict(bos_token_id=49406, eos_token_id=49407, pad_token_id=1)
+# The ids of our offline tokenizer's <|startoftext|> and <|endoftext|> (the real vocabulary's are 49406/49407):
+# CLIPTextModel pools at the first eos id, so model and tokenizer must agree.
+CLIP_IDS = dict(bos_token_id=514, eos_token_id=515, pad_token_id=515)
 
 SCHEDULER = {
     "_class_name": "EulerDiscreteScheduler", "beta_end": 0.012, "beta_schedule": "scaled_linear",
@@ -110,9 +112,7 @@ def clip_configs(scale: Scale):
     from transformers import CLIPTextConfig
 
     one, two = (CLIP_L_FULL, CLIP_G_FULL) if scale == "full" else (CLIP_TINY, CLIP_TINY)
-    # Tiny vocabularies have no id 49406: point the special ids at the tiny tokenizer's tokens instead.
-    ids = CLIP_IDS if scale == "full" else dict(bos_token_id=514, eos_token_id=515, pad_token_id=515)
-    return CLIPTextConfig(**one, **ids), CLIPTextConfig(**two, **ids)
+    return CLIPTextConfig(**one, **CLIP_IDS), CLIPTextConfig(**two, **CLIP_IDS)
 
 
 def empty_models(scale: Scale) -> dict:
@@ -274,7 +274,7 @@ def write_safety_checker(model_dir: Path, scale: Scale = "tiny") -> None:
 
     torch.manual_seed(1)
     config = CLIPConfig(
-        text_config=dict(CLIP_TINY, bos_token_id=514, eos_token_id=515, pad_token_id=515),
+        text_config=dict(CLIP_TINY, **CLIP_IDS),
         vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
                            image_size=32, patch_size=8, projection_dim=32),
         projection_dim=32,
