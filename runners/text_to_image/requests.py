@@ -20,7 +20,7 @@ def split_prompt(text: str, key_prefix: str = "prompt", separator: str = "|", ma
     return {key_prefix if i == 0 else f"{key_prefix}_{i + 1}": p for i, p in enumerate(parts)}
 
 
-def validate(req: TextToImageParams, loaded_model_id: str, max_pixels: int) -> None:
+def validate(req: TextToImageParams, loaded_model_id: str, max_pixels: int, max_steps: int | None = None) -> None:
     """Every caller error becomes a 400 here, before the request uses a slot or the GPU."""
     if not split_prompt(req.prompt):
         # "" is upstream's 400; whitespace- or pipe-only prompts were a 500 there (Q17).
@@ -40,6 +40,10 @@ def validate(req: TextToImageParams, loaded_model_id: str, max_pixels: int) -> N
         raise BadRequest(
             f"Requested {req.width}x{req.height} x {req.num_images_per_prompt} images = {pixels} pixels, above this "
             f"runner's limit of {max_pixels} (T2I_MAX_PIXELS); reduce the resolution or the number of images.")
+    if max_steps is not None and req.num_inference_steps > max_steps:
+        # Without a bound, a huge count allocates gigabytes of timesteps before the first step.
+        raise BadRequest(f"num_inference_steps must be at most {max_steps} (T2I_MAX_STEPS) but is "
+                         f"{req.num_inference_steps}.")
     # torch seeds any 64-bit value; the reply's seeds must also fit Go's int64.
     if req.seed is not None and not -(2**63) <= req.seed <= 2**63 - req.num_images_per_prompt:
         raise BadRequest(f"seed must fit a signed 64-bit integer (for every image) but is {req.seed}.")

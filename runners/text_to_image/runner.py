@@ -47,6 +47,7 @@ class Options:
     """Runner-specific env vars (documented in README.md)."""
 
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_steps: int = 200
     warmup_size: tuple[int, int] = (1024, 1024)
     image_format: str = "png"
     png_level: int = DEFAULT_PNG_LEVEL
@@ -66,6 +67,7 @@ class Options:
             raise ValueError(f"T2I_IMAGE_FORMAT={fmt!r}: go-livepeer accepts png or jpeg (and gif) only")
         return cls(
             max_pixels=int(env.get("T2I_MAX_PIXELS", DEFAULT_MAX_PIXELS)),
+            max_steps=int(env.get("T2I_MAX_STEPS", 200)),
             warmup_size=(int(width), int(height or width)),
             image_format="jpeg" if fmt in {"jpeg", "jpg"} else "png",
             png_level=int(env.get("T2I_PNG_LEVEL", DEFAULT_PNG_LEVEL)),
@@ -229,7 +231,8 @@ class TextToImageRunner(Runner):
 
     # --- per request ------------------------------------------------------------------------------
     def check(self, request: schemas.TextToImageParams) -> None:
-        validate(request, self.settings.model_id, self.options.max_pixels)
+        forced = self.kind is not None and self.kind.steps is not None  # Lightning ignores the request's steps
+        validate(request, self.settings.model_id, self.options.max_pixels, None if forced else self.options.max_steps)
         parse_loras(request.loras)  # malformed JSON, bad strengths, too many: 400 before a slot is used
 
     def predict(self, request: schemas.TextToImageParams, job: Job) -> schemas.ImageResponse:

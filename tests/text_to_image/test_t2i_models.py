@@ -89,6 +89,14 @@ def test_generic_id_defaults_and_steps_below_one(generic):
     assert png_image(r.json()["images"][0]["url"]).size == (64, 64)
 
 
+def test_step_bound_applies_except_where_steps_are_forced(generic, lightning2):
+    r = generate(generic, prompt="a cat", num_inference_steps=201)
+    assert r.status_code == 400
+    assert r.json()["detail"]["msg"] == "num_inference_steps must be at most 200 (T2I_MAX_STEPS) but is 201."
+    r = generate(lightning2, prompt="a cat", num_inference_steps=10**9, seed=1)  # ignored: 2 steps run
+    assert r.status_code == 200 and lightning2.host.runner.last_call["steps_run"] == 2
+
+
 def test_safety_checker_absent_is_reported_and_nsfw_false(model_dir_without_safety):
     with serve(GENERIC, model_dir_without_safety, env={"T2I_IMAGE_FORMAT": "jpeg"}) as srv:
         facts = info(srv)
