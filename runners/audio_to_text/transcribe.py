@@ -192,6 +192,9 @@ class WhisperTranscriber:
         kwargs: dict[str, Any] = {
             "return_timestamps": bool(timestamps), "max_new_tokens": max_new_tokens,
             "force_unique_generate_call": True,
+            # The language is detected per window; the task is always transcription (contract 8.2). Left
+            # unset, it would depend on the checkpoint's legacy `forced_decoder_ids`.
+            "task": "transcribe",
         }
         if min_new_tokens:
             kwargs["min_new_tokens"] = min_new_tokens
