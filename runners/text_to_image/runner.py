@@ -102,7 +102,9 @@ class TextToImageRunner(Runner):
     # --- start-up ---------------------------------------------------------------------------------
     def setup(self, ctx: LoadContext) -> None:
         import torch
+        from diffusers.utils import logging as diffusers_logging
 
+        diffusers_logging.disable_progress_bar()  # load-time bars are noise in a container log
         s = ctx.settings
         if s.sfast and s.deepcache:
             raise RuntimeError(optimise.BOTH_FLAGS)
