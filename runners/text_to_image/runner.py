@@ -103,8 +103,10 @@ class TextToImageRunner(Runner):
     def setup(self, ctx: LoadContext) -> None:
         import torch
         from diffusers.utils import logging as diffusers_logging
+        from transformers.utils import logging as transformers_logging
 
         diffusers_logging.disable_progress_bar()  # load-time bars are noise in a container log
+        transformers_logging.disable_progress_bar()
         s = ctx.settings
         if s.sfast and s.deepcache:
             raise RuntimeError(optimise.BOTH_FLAGS)

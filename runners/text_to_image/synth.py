@@ -267,24 +267,30 @@ def _write_config(model, target: Path) -> None:
 
 def write_safety_checker(model_dir: Path, scale: Scale = "tiny") -> None:
     """CompVis/stable-diffusion-safety-checker (a CLIP vision tower plus concept embeddings) and the
-    openai/clip-vit-base-patch32 image processor config. Tiny at either scale: it is not what we benchmark."""
+    openai/clip-vit-base-patch32 image processor config. Full scale is the real ViT-L/14 tower (~304M
+    parameters, 224x224 input), so GPU benchmarks pay the checker's real cost; tiny is 32x32."""
     import torch
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
     from transformers import CLIPConfig, CLIPImageProcessor
 
     torch.manual_seed(1)
-    config = CLIPConfig(
-        text_config=dict(CLIP_TINY, **CLIP_IDS),
-        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-                           image_size=32, patch_size=8, projection_dim=32),
-        projection_dim=32,
-    )
+    if scale == "full":
+        vision = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                      image_size=224, patch_size=14, projection_dim=768)
+        text, projection, side = dict(CLIP_L_FULL, **CLIP_IDS), 768, 224
+    else:
+        vision = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                      image_size=32, patch_size=8, projection_dim=32)
+        text, projection, side = dict(CLIP_TINY, **CLIP_IDS), 32, 32
+    config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=projection)
     with tempfile.TemporaryDirectory() as tmp:
         checker = StableDiffusionSafetyChecker(config)
+        if scale == "full":
+            checker = checker.half()  # as the real repository's fp16 weights
         checker.save_pretrained(tmp)
         install_snapshot(Path(tmp), model_dir, SAFETY_CHECKER_REPO)
     with tempfile.TemporaryDirectory() as tmp:
-        CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(tmp)
+        CLIPImageProcessor(size={"shortest_edge": side}, crop_size={"height": side, "width": side}).save_pretrained(tmp)
         install_snapshot(Path(tmp), model_dir, CLIP_PROCESSOR_REPO)
 
 
@@ -314,7 +320,7 @@ def synthesize(model_id: str, model_dir: Path, scale: Scale = "tiny", safety_che
     model_dir = Path(model_dir)
     kind = classify(model_id)
     if safety_checker:
-        write_safety_checker(model_dir)
+        write_safety_checker(model_dir, scale)
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "repo"
         if kind.lightning:

@@ -38,6 +38,10 @@ def test_lightning_runs_forced_steps_on_the_trailing_schedule(model_dir, model_i
         assert call["timesteps"][0] == 999.0  # trailing starts at the last training step
         unet = srv.host.runner.pipe.unet
         assert unet.device.type == "cpu" and not any(p.is_meta for p in unet.parameters())
+        if steps == 4:  # the contract's defaults: a body with only a prompt is a 1024x576 (WxH) image
+            r = httpx.post(srv.url + "/text-to-image", json={"prompt": "a cat"}, timeout=120)
+            assert r.status_code == 200, r.text
+            assert png_image(r.json()["images"][0]["url"]).size == (1024, 576)
 
 
 def test_two_step_id_loads_its_own_unet_file(lightning2, model_dir):
