@@ -148,7 +148,7 @@ class LoraCache:
         except Exception as exc:
             self._forget_partial(name)
             text = str(exc)
-            log.warning("loading LoRa %s failed: %s", repo, text)
+            log.warning("loading LoRa %s failed: %s", repo, text[:500])
             if "not found in the base model" in text or "size mismatch" in text or "shape" in text.lower():
                 raise BadRequest(f"LoRa incompatible with base model: '{repo}'.") from None
             raise BadRequest(f"Unable to load LoRas for adapter '{repo}'.") from None

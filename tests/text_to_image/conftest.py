@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from text_to_image.t2i_support import GENERIC, LIGHTNING, LORA, REALVIS, TURBO, serve
+from text_to_image.t2i_support import BAD_LORA, GENERIC, LIGHTNING, LORA, REALVIS, TURBO, serve
 
 
 @pytest.fixture(scope="session")
@@ -14,13 +14,21 @@ def model_dir(tmp_path_factory) -> Path:
     """One MODEL_DIR holding every repository the tests serve: the SDXL base (fp16 files only, as the
     Lightning download plan fetches it) and the Lightning UNets, RealVisXL, Turbo, a generic SDXL repo
     (fp32 and fp16 files), the safety checker, and a LoRA for the tiny UNet."""
-    from runners.text_to_image.synth import synthesize, write_lora
+    from diffusers import UNet2DConditionModel
+
+    from runners.text_to_image.synth import SDXL_UNET_TINY, synthesize, write_lora
 
     root = tmp_path_factory.mktemp("t2i-models")
     base = synthesize(f"{LIGHTNING}-4step", root, "tiny")
     for model_id in (REALVIS, TURBO, GENERIC):
         synthesize(model_id, root, "tiny", safety_checker=False)
     write_lora(root, LORA, base)
+    # A LoRA trained for a UNet of other widths: incompatible with every model here.
+    other = tmp_path_factory.mktemp("other-base")
+    (other / "unet").mkdir()
+    UNet2DConditionModel.from_config(dict(SDXL_UNET_TINY, block_out_channels=[16, 32], attention_head_dim=[2, 2],
+                                          norm_num_groups=4)).save_config(str(other / "unet"))
+    write_lora(root, BAD_LORA, other)
     return root
 
 

@@ -19,6 +19,7 @@ REALVIS = "SG161222/RealVisXL_V4.0_Lightning"
 TURBO = "stabilityai/sdxl-turbo"
 GENERIC = "acme/sdxl-generic"
 LORA = "acme/tiny-lora"
+BAD_LORA = "acme/lora-for-another-model"
 
 # Small enough that a 64x64 image takes a fraction of a second on two cores.
 TEST_ENV = {"HF_HUB_OFFLINE": "1", "T2I_WARMUP_SIZE": "64x64"}

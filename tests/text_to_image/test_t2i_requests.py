@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from text_to_image.t2i_support import LIGHTNING, LORA, error_msg, generate, info, png_image
+from text_to_image.t2i_support import BAD_LORA, LIGHTNING, LORA, error_msg, generate, info, png_image
 
 from runners.text_to_image.requests import split_prompt
 
@@ -140,3 +140,14 @@ def test_lora_loads_applies_and_unloads(lightning2):
     zero = generate(lightning2, loras=f'{{"{LORA}": 0}}', **body).json()["images"][0]["url"]
     assert np.array_equal(plain, np.asarray(png_image(zero)))
     assert torch.is_grad_enabled()  # inference_mode never leaks out of the job thread into ours
+
+
+def test_incompatible_lora_is_a_400_and_leaves_nothing_loaded(lightning2):
+    before = info(lightning2)["runner"]["loras_resident"]
+    r = generate(lightning2, prompt="a cat", loras=f'{{"{BAD_LORA}": 1.0}}', seed=1)
+    assert r.status_code == 400
+    assert error_msg(r) == f"LoRa incompatible with base model: '{BAD_LORA}'."
+    assert info(lightning2)["runner"]["loras_resident"] == before
+    adapters = lightning2.host.runner.pipe.get_list_adapters()
+    assert all(not any("another" in name for name in names) for names in adapters.values())
+    assert generate(lightning2, prompt="a cat", seed=1).status_code == 200
