@@ -1,6 +1,7 @@
 """Faults injected inside inference, at the boundary between a runner and its model: global torch module
-hooks that act only in the SDK's job threads (named `job_N`), so loading, warm-up and the test's own
-threads are never touched, and any runner is covered without knowing its internals."""
+hooks that act only on inference threads (the SDK's job threads, or a runner's own engine thread), never
+while the model loads and warms up (the `load` thread) or on the main thread, so any runner is covered
+without knowing its internals."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+NOT_INFERENCE = {"MainThread", "load"}
+
 
 def in_job_thread() -> bool:
-    return threading.current_thread().name.startswith("job")
+    return threading.current_thread().name not in NOT_INFERENCE
 
 
 class OomOnce:

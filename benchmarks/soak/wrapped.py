@@ -1,6 +1,6 @@
 """Runner classes `runner-sdk serve --runner` can load for the reliability suite and the soak:
 
-- FakeImage, FakeAudio, FakeLLM: the SDK test fakes with a few cancellable steps of real sleeping, so a
+- FakeImage, FakeAudio, FakeLLM: the SDK test fakes with a few cancellable steps of real sleeping (REL_FORWARD_DELAY_S each when set), so a
   request occupies its slot long enough to queue behind it (FakeLLM also answers non-stream requests).
 - Any reference runner by class name (e.g. `benchmarks.soak.wrapped:TextToImageRunner`): the real runner,
   with every top-level model call delayed by REL_FORWARD_DELAY_S seconds when that is set (a slow model,
@@ -18,14 +18,26 @@ from fakes import FakeAudioRunner, FakeImageRunner, FakeLLMRunner
 from runner_sdk import Job, schemas
 
 
+def _step_s(default: float) -> float:
+    return float(os.environ.get("REL_FORWARD_DELAY_S") or default)
+
+
 class FakeImage(FakeImageRunner):
     steps = 5
     step_s = 0.01
+
+    def setup(self, ctx):
+        super().setup(ctx)
+        type(self).step_s = _step_s(self.step_s)
 
 
 class FakeAudio(FakeAudioRunner):
     steps = 5
     step_s = 0.01
+
+    def setup(self, ctx):
+        super().setup(ctx)
+        type(self).step_s = _step_s(self.step_s)
 
     def predict(self, request, job: Job):
         for _ in range(self.steps):
@@ -36,6 +48,10 @@ class FakeAudio(FakeAudioRunner):
 
 class FakeLLM(FakeLLMRunner):
     step_s = 0.01
+
+    def setup(self, ctx):
+        super().setup(ctx)
+        type(self).step_s = _step_s(self.step_s)
 
     def predict(self, request, job: Job):
         chunks = super().predict(request, job)

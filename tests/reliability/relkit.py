@@ -95,3 +95,59 @@ def idle(srv: RunningServer, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.01)
     return False
+
+
+# --- which files a request touches --------------------------------------------------------------------
+
+class FileWatch:
+    """Python-level file access (audit events open, os.listdir, os.scandir) under given roots, recorded
+    process-wide while active. Native opens (e.g. safetensors in Rust) raise no audit event, so tests pair
+    this with a check of what the runner reports it loaded."""
+
+    _installed = False
+    _active: list[FileWatch] = []
+
+    def __init__(self, roots: list[Path]):
+        self.roots = [str(Path(r).resolve()) for r in roots]
+        self.hits: list[tuple[str, str]] = []
+
+    @classmethod
+    def _hook(cls, event: str, args: tuple) -> None:
+        if not cls._active or event not in {"open", "os.listdir", "os.scandir"} or not args:
+            return
+        path = args[0]
+        if isinstance(path, bytes):
+            path = path.decode("utf-8", "replace")
+        if not isinstance(path, str):
+            return
+        full = os.path.realpath(os.path.abspath(path))
+        for watch in cls._active:
+            if any(full == r or full.startswith(r + os.sep) for r in watch.roots):
+                watch.hits.append((event, full))
+
+    def __enter__(self) -> FileWatch:
+        import sys
+
+        if not FileWatch._installed:
+            sys.addaudithook(FileWatch._hook)  # cannot be removed; inert while no watch is active
+            FileWatch._installed = True
+        FileWatch._active.append(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        FileWatch._active.remove(self)
+
+
+def raw_http(request: httpx.Request) -> bytes:
+    """The request as HTTP/1.1 bytes, to send over a plain socket we can close at any moment."""
+    body = request.read()
+    lines = [f"{request.method} {request.url.raw_path.decode()} HTTP/1.1", f"Host: {request.url.netloc.decode()}"]
+    lines += [f"{k}: {v}" for k, v in request.headers.items() if k.lower() not in {"host", "content-length"}]
+    lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def current_rss() -> int:
+    from benchmarks.soak.targets import process_rss
+
+    return process_rss(os.getpid())
