@@ -73,6 +73,12 @@ def make_settings(model_dir: Path, model_id: str = MODEL_ID, capacity: int = 1, 
 
 
 @pytest.fixture(scope="session")
+def llm_settings(model_dir):
+    """make_settings bound to the session's model folder."""
+    return lambda **kw: make_settings(model_dir, **kw)
+
+
+@pytest.fixture(scope="session")
 def server(model_dir):
     """The random tiny model, capacity 4 (shared by most tests: they must not rely on its counters)."""
     from runners.llm.runner import LLMRunner

@@ -1,0 +1,184 @@
+"""The engine behind /llm: failures mid-stream, disconnects stopping generation, batching that changes
+nothing in the outputs."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import pytest
+
+from runner_sdk.testing import RunningServer
+from runners.llm.runner import LLMRunner
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+class FlakyModel:
+    """Wraps the model; raises once `fail_in` decode steps (or a prefill, with `fail_prefill`) have run.
+    With `banned` token ids (the end-of-reply ids), the random model never stops on its own, so a long
+    generation only ends by max_tokens or cancellation."""
+
+    def __init__(self, model):
+        self.model = model
+        self.config = model.config
+        self.fail_in: int | None = None
+        self.fail_prefill = False
+        self.banned: list[int] = []
+
+    def __call__(self, **kwargs):
+        if kwargs["input_ids"].shape[1] > 1 and self.fail_prefill:
+            self.fail_prefill = False
+            raise RuntimeError("injected prefill failure")
+        if kwargs["input_ids"].shape[1] == 1 and self.fail_in is not None:
+            self.fail_in -= 1
+            if self.fail_in <= 0:
+                self.fail_in = None
+                raise RuntimeError("injected engine failure")
+        out = self.model(**kwargs)
+        out.logits[..., self.banned] = float("-inf")
+        return out
+
+
+class FlakyRunner(LLMRunner):
+    def setup(self, ctx):
+        super().setup(ctx)
+        self.engine.model = FlakyModel(self.model)
+        self.engine.model.banned = sorted(self.eos_ids)
+
+
+@pytest.fixture(scope="module")
+def flaky_server(llm_settings):
+    with RunningServer(FlakyRunner, llm_settings(capacity=2)) as srv:
+        yield srv
+
+
+def sse_events(raw: bytes) -> list[bytes]:
+    assert raw.endswith(b"\n\n")
+    return raw[:-2].split(b"\n\n")
+
+
+def test_failure_mid_stream_ends_with_error_chunk_then_done(flaky_server):
+    flaky = flaky_server.host.runner.engine.model
+    flaky.fail_in = 3
+    with httpx.stream("POST", flaky_server.url + "/llm", timeout=60,
+                      json={"messages": QUESTION, "max_tokens": 50, "stream": True}) as r:
+        raw = r.read()
+    assert r.status_code == 200
+    lines = sse_events(raw)
+    assert lines[-1] == b"data: [DONE]"
+    events = [json.loads(line.removeprefix(b"data: ")) for line in lines[:-1]]
+    assert all(e["choices"] for e in events) and b'"error"' not in raw.replace(b'"finish_reason":"error"', b"")
+    final = events[-1]
+    assert final["choices"][0]["finish_reason"] == "error"
+    assert final["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert [e["choices"][0]["finish_reason"] for e in events[:-1]] == [""] * (len(events) - 1)
+    assert final["id"] == events[0]["id"]
+    assert final["usage"]["completion_tokens"] == events[-2]["usage"]["completion_tokens"] >= 1
+    # The engine recovered: the next request is served normally.
+    ok = httpx.post(flaky_server.url + "/llm", json={"messages": QUESTION, "max_tokens": 3}, timeout=60)
+    assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 3
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_failure_before_the_first_token_is_a_500_json(flaky_server, stream):
+    flaky_server.host.runner.engine.model.fail_prefill = True
+    with httpx.stream("POST", flaky_server.url + "/llm", timeout=60,
+                      json={"messages": QUESTION, "max_tokens": 5, "stream": stream}) as r:
+        raw = r.read()
+    assert r.status_code == 500 and r.headers["content-type"] == "application/json"
+    assert json.loads(raw) == {"detail": {"msg": "Internal server error during LLM processing."}}
+
+
+def wait_idle(srv, timeout: float = 10.0) -> None:
+    engine = srv.host.runner.engine
+    deadline = time.monotonic() + timeout
+    while engine.batch_size or srv.host.capacity.in_flight:
+        assert time.monotonic() < deadline, "generation did not stop"
+        time.sleep(0.01)
+
+
+def test_stream_disconnect_stops_generation(flaky_server):
+    engine = flaky_server.host.runner.engine
+    wait_idle(flaky_server)
+    before = engine.tokens_generated
+    max_tokens = 8000
+    with httpx.stream("POST", flaky_server.url + "/llm", timeout=60,
+                      json={"messages": QUESTION, "max_tokens": max_tokens, "stream": True, "temperature": 0}) as r:
+        seen = 0
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                seen += 1
+            if seen == 3:
+                break  # leaving the block closes the connection
+    wait_idle(flaky_server)
+    generated = engine.tokens_generated - before
+    time.sleep(0.2)
+    assert engine.tokens_generated - before == generated  # nothing runs on after the stop
+    assert 3 <= generated < max_tokens // 4, generated
+    assert httpx.get(flaky_server.url + "/health").json()["status"] == "IDLE"
+
+
+def test_non_stream_disconnect_stops_generation(flaky_server):
+    engine = flaky_server.host.runner.engine
+    wait_idle(flaky_server)
+    before = engine.tokens_generated
+    try:
+        r = httpx.post(flaky_server.url + "/llm", json={"messages": QUESTION, "max_tokens": 8000, "temperature": 0}, timeout=0.5)
+        pytest.fail(f"answered before the timeout: {r.status_code} {r.text[:300]}")
+    except httpx.ReadTimeout:
+        pass
+    wait_idle(flaky_server)
+    generated = engine.tokens_generated - before
+    assert 1 <= generated < 8000 // 4, generated
+
+
+# --- batching -------------------------------------------------------------------------------------
+
+PROMPTS = [
+    ([{"role": "user", "content": "Hi"}], 24),
+    ([{"role": "system", "content": "You are a helpful assistant. Answer in one sentence."},
+      {"role": "user", "content": "Tell me a story about a cat and a dog."}], 40),
+    ([{"role": "user", "content": "What is the capital of France?"}], 16),
+    ([{"role": "user", "content": "Write a short poem about the sea and the sky at night, please."}], 32),
+]
+
+
+def generate(url: str, messages, max_tokens: int, stream: bool = False) -> tuple[str, dict]:
+    body = {"messages": messages, "max_tokens": max_tokens, "temperature": 0, "stream": stream}
+    if not stream:
+        data = httpx.post(url + "/llm", json=body, timeout=120).json()
+        return data["choices"][0]["message"]["content"], data["usage"]
+    with httpx.stream("POST", url + "/llm", json=body, timeout=120) as r:
+        events = [json.loads(x[6:]) for x in r.iter_lines() if x.startswith("data: {")]
+    return "".join(e["choices"][0]["delta"]["content"] for e in events), events[-1]["usage"]
+
+
+def run_concurrently(url: str, stagger: float) -> list:
+    results: list = [None] * len(PROMPTS)
+    start = threading.Barrier(len(PROMPTS))
+
+    def run(i: int) -> None:
+        start.wait()
+        time.sleep(stagger * i)
+        results[i] = generate(url, *PROMPTS[i], stream=bool(i % 2))  # streams and plain requests mixed
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(PROMPTS))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return results
+
+
+def test_batched_greedy_outputs_equal_one_by_one(llm_settings):
+    with RunningServer(LLMRunner, llm_settings(capacity=4)) as srv:
+        alone = [generate(srv.url, m, n) for m, n in PROMPTS]
+        engine = srv.host.runner.engine
+        assert engine.max_batch_seen == 1
+        for stagger in (0.0, 0.03):  # all four at once, then staggered so sequences join a running batch
+            assert run_concurrently(srv.url, stagger) == alone
+        assert engine.max_batch_seen == 4  # they really shared decode steps
+        assert len({text for text, _ in alone}) == len(PROMPTS)  # distinct answers, so the check has teeth
