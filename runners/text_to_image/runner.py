@@ -135,7 +135,11 @@ class TextToImageRunner(Runner):
                 self._applied(ctx, "SFAST", applied)
             if s.deepcache:
                 if kind.deepcache_allowed:
-                    self.deepcache, applied = optimise.apply_deepcache(pipe)
+                    # DeepCache reads the step index from the pipeline it wraps, so it wraps the one pipeline
+                    # object that runs (its state lives in the shared UNet: one slot denoises at a time).
+                    shell = self._shell(pipe)
+                    self.deepcache, applied = optimise.apply_deepcache(shell)
+                    self._pipes.put(shell)
                     self._applied(ctx, "DEEPCACHE", applied)
                     if s.capacity > 1:
                         ctx.note("DEEPCACHE keeps per-run state in the UNet: requests denoise one at a time")
@@ -147,9 +151,10 @@ class TextToImageRunner(Runner):
         self.pipe = pipe
         self.loras = LoraCache(pipe, s.model_dir, device, self.options.lora_cache_size)
         # One pipeline object per slot, sharing the networks: a scheduler holds per-run state (timesteps,
-        # step index), so concurrent requests must not share one. DeepCache binds one pipeline: one slot.
-        for _ in range(1 if self.deepcache else s.capacity):
-            self._pipes.put(self._shell(pipe))
+        # step index), so concurrent requests must not share one.
+        if self.deepcache is None:
+            for _ in range(s.capacity):
+                self._pipes.put(self._shell(pipe))
 
     def _applied(self, ctx: LoadContext, flag: str, what: str) -> None:
         self.optimisations_applied[flag] = what

@@ -19,14 +19,22 @@ def _pixels(srv, **body) -> np.ndarray:
 
 
 def test_deepcache_applies_to_a_generic_sdxl_id(model_dir, generic):
-    body = {"prompt": "a cat", "seed": 4, "num_inference_steps": 6}
+    # 9 steps: a step ratio (111) that is a multiple of 3, where reading the step index from the wrong
+    # scheduler would compute every step.
+    body = {"prompt": "a cat", "seed": 4, "num_inference_steps": 9}
     with serve(GENERIC, model_dir, deepcache=True) as srv:
         facts = info(srv)
         assert facts["optimisations_applied"]["DEEPCACHE"] == "DeepCache (cache_interval=3, cache_branch_id=0)"
         assert any(n.startswith("DEEPCACHE: DeepCache") for n in facts["notes"])
+        # Count the deep (mid-block) computations: with interval 3, steps 0, 3 and 6 of 9 compute.
+        helper = srv.host.runner.deepcache
+        key = ("mid", "mid_block", 0, 0)
+        original, calls = helper.function_dict[key], []
+        helper.function_dict[key] = lambda *a, **k: calls.append(1) or original(*a, **k)
         cached = _pixels(srv, **body)
-        assert srv.host.runner.last_call["steps_run"] == 6
-    # Reusing cached deep features on 4 of 6 steps changes the result: the cache really ran.
+        assert srv.host.runner.last_call["steps_run"] == 9
+        assert len(calls) == 3
+    # Reusing cached deep features on 6 of 9 steps changes the result: the cache really ran.
     assert not np.array_equal(cached, _pixels(generic, **body))
 
 
