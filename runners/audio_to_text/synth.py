@@ -188,13 +188,13 @@ def synthesize(model_id: str, model_dir: Path, scale: str = "tiny", seed: int = 
     model.generation_config = build_generation_config(shape)
     processor = WhisperProcessor(feature_extractor=build_feature_extractor(shape.num_mel_bins),
                                  tokenizer=build_tokenizer(shape.n_languages))
-    with tempfile.TemporaryDirectory(prefix="synth-whisper-", dir=str(model_dir) if Path(model_dir).exists()
-                                     else None) as tmp:
+    Path(model_dir).mkdir(parents=True, exist_ok=True)
+    # Written next to the cache, so that install_snapshot moves the 3 GB file by a rename, not a copy.
+    with tempfile.TemporaryDirectory(prefix=".synth-whisper-", dir=str(model_dir)) as tmp:
         out = Path(tmp) / "repo"
         model.save_pretrained(out, safe_serialization=True)
         processor.save_pretrained(out)
         (out / "synthetic.json").write_text(json.dumps({"model_id": model_id, "scale": scale, "seed": seed,
                                                         "note": "random weights; real architecture"}))
         del model
-        Path(model_dir).mkdir(parents=True, exist_ok=True)
         return install_snapshot(out, Path(model_dir), model_id)
