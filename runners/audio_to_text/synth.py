@@ -174,7 +174,7 @@ def build_feature_extractor(num_mel_bins: int):
 def synthesize(model_id: str, model_dir: Path, scale: str = "tiny", seed: int = 0) -> Path:
     """Write a random-weight Whisper for `model_id` at `scale` into `model_dir` (HF cache layout)."""
     import torch
-    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+    from transformers import WhisperForConditionalGeneration
 
     shape = shape_for(model_id, scale)
     torch.manual_seed(seed)
@@ -186,14 +186,17 @@ def synthesize(model_id: str, model_dir: Path, scale: str = "tiny", seed: int = 
     with torch.device(device):
         model = WhisperForConditionalGeneration._from_config(config, dtype=dtype)
     model.generation_config = build_generation_config(shape)
-    processor = WhisperProcessor(feature_extractor=build_feature_extractor(shape.num_mel_bins),
-                                 tokenizer=build_tokenizer(shape.n_languages))
+    feature_extractor = build_feature_extractor(shape.num_mel_bins)
+    tokenizer = build_tokenizer(shape.n_languages)
     Path(model_dir).mkdir(parents=True, exist_ok=True)
     # Written next to the cache, so that install_snapshot moves the 3 GB file by a rename, not a copy.
     with tempfile.TemporaryDirectory(prefix=".synth-whisper-", dir=str(model_dir)) as tmp:
         out = Path(tmp) / "repo"
         model.save_pretrained(out, safe_serialization=True)
-        processor.save_pretrained(out)
+        # The files a real Whisper repo has (preprocessor_config.json, tokenizer files), which both
+        # AutoProcessor and CTranslate2's converter (BACKEND=faster-whisper) read.
+        feature_extractor.save_pretrained(out)
+        tokenizer.save_pretrained(out)
         (out / "synthetic.json").write_text(json.dumps({"model_id": model_id, "scale": scale, "seed": seed,
                                                         "note": "random weights; real architecture"}))
         del model
