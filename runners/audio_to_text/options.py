@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from typing import Literal
 
 from runner_sdk import BadRequest
@@ -63,18 +62,3 @@ def parse_metadata_duration(metadata: str) -> float | None:
 
 def word_limit_message(model_id: str) -> str:
     return f"Word timestamps are only supported for audio files up to 60 minutes for model {model_id}."
-
-
-@dataclass(frozen=True)
-class TranscribeOptions:
-    timestamps: Timestamps
-    metadata_duration: float | None
-
-
-def parse_options(return_timestamps: str, metadata: str, model_id: str) -> TranscribeOptions:
-    """Everything checkable before decoding, in the contract's order: timestamps, then duration."""
-    timestamps = parse_return_timestamps(return_timestamps)
-    duration = parse_metadata_duration(metadata)
-    if timestamps == "word" and duration is not None and duration > WORD_LIMIT_S:
-        raise BadRequest(word_limit_message(model_id))
-    return TranscribeOptions(timestamps=timestamps, metadata_duration=duration)
