@@ -60,9 +60,12 @@ class Engine:
         self.last: list[int] = []  # each row's newest token, not yet in the cache
         self._closed = False
         self.thread = threading.Thread(target=self._run, name="llm-engine", daemon=True)
-        self.thread.start()
 
     # --- public -----------------------------------------------------------------------------------
+    def start(self) -> Engine:
+        self.thread.start()
+        return self
+
     def submit(self, prompt_ids: list[int], max_new_tokens: int, params: SamplingParams, job: Job) -> Sequence:
         gen = torch.Generator(device=self.device)
         gen.manual_seed(params.seed if params.seed is not None else secrets.randbits(63))
@@ -121,20 +124,13 @@ class Engine:
             if not self.active:
                 return
         try:
-            mask = torch.cat([self.mask, self.mask.new_ones(len(self.active), 1)], dim=1)
-            ids = torch.tensor(self.last, dtype=torch.long, device=self.device)[:, None]
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=self.positions[:, None],
-                             cache=self.cache, use_cache=True)
-            tokens = choose_tokens(out.logits[:, -1], [s.params for s in self.active],
-                                   [s.generator for s in self.active])
+            tokens = self._forward_step()
         except Exception as exc:  # noqa: BLE001 - every sequence in the step fails with it
             failed = list(self.active)
             self._reset()
             self._fail(failed, exc)
             return
         self.decode_steps += 1
-        self.mask = mask
-        self.positions = self.positions + 1
         keep = []
         for i, (seq, token) in enumerate(zip(self.active, tokens, strict=True)):
             if self._emit(seq, token):
@@ -142,6 +138,18 @@ class Engine:
                 self.last[i] = token
         if len(keep) < len(self.active):
             self._keep(keep)
+
+    def _forward_step(self) -> list[int]:
+        """One decode step over the batch: feed each row's last token, return each row's next token."""
+        mask = torch.cat([self.mask, self.mask.new_ones(len(self.active), 1)], dim=1)
+        ids = torch.tensor(self.last, dtype=torch.long, device=self.device)[:, None]
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=self.positions[:, None],
+                         cache=self.cache, use_cache=True)
+        tokens = choose_tokens(out.logits[:, -1], [s.params for s in self.active],
+                               [s.generator for s in self.active])
+        self.mask = mask
+        self.positions = self.positions + 1
+        return tokens
 
     # --- per token --------------------------------------------------------------------------------
     def _emit(self, seq: Sequence, token: int) -> bool:

@@ -13,7 +13,9 @@ as templated, completion tokens as generated, the stop token included), then a f
 finish_reason is `length` when max_tokens cut the answer and `stop` otherwise.
 
 Env: MAX_MODEL_LEN (context window, default 8192, capped by the model's), QUANTIZE (int8 or int4, CUDA
-only, torchao), LLM_MAX_CHUNK_TOKENS (tokens merged into one stream delta when the reader lags, default 16).
+only, torchao), LLM_MAX_CHUNK_TOKENS (tokens merged into one stream delta when the reader lags, default 16),
+LLM_STATIC_CACHE=1 (static KV cache engine, static_engine.py), LLM_COMPILE=1 (that engine's decode step
+compiled with CUDA graphs; CUDA only; inductor cache under MODEL_DIR/.cache/torchinductor).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import queue
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, PrivateAttr
@@ -32,6 +35,7 @@ from pydantic import Field, PrivateAttr
 from runner_sdk import BadRequest, Job, LoadContext, Runner, routes, schemas
 from runner_sdk.errors import JobCancelled
 from runner_sdk.resolve import resolve_snapshot
+from runner_sdk.settings import bool_word
 
 from .detok import IncrementalDetokenizer
 from .engine import Engine, Sequence
@@ -97,9 +101,38 @@ class LLMRunner(Runner):
         self.context_len = min(int(os.environ.get("MAX_MODEL_LEN", DEFAULT_MAX_MODEL_LEN)), config_len)
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
         self.max_chunk_tokens = max(1, int(os.environ.get("LLM_MAX_CHUNK_TOKENS", 16)))
-        self.engine = Engine(self.model, self.device, max_batch=s.capacity, eos_ids=self.eos_ids)
+        self.engine = self._make_engine(ctx)
         if s.capacity > 1:
             self.optimisations_applied["BATCHING"] = f"step-level batching of up to {s.capacity} sequences"
+
+    def _make_engine(self, ctx: LoadContext) -> Engine:
+        """The default dynamic-cache engine, or the opt-in static-cache one (compiled on CUDA)."""
+        env = os.environ
+        compile_decode = bool_word(env.get("LLM_COMPILE"))
+        static = compile_decode or bool_word(env.get("LLM_STATIC_CACHE"))
+        cap = ctx.settings.capacity
+        if compile_decode and not self.device.startswith("cuda"):
+            ctx.note("LLM_COMPILE ignored: the compiled CUDA-graph decode path needs CUDA (static cache kept)")
+            compile_decode = False
+        if not static:
+            return Engine(self.model, self.device, max_batch=cap, eos_ids=self.eos_ids).start()
+        from .static_engine import StaticEngine
+
+        if compile_decode:
+            # Keep inductor's compiled kernels with the models, so a restarted container reuses them.
+            cache_dir = Path(ctx.settings.model_dir) / ".cache" / "torchinductor"
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir))
+            env.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
+            env.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
+        with ctx.phase("optimise"):
+            engine = StaticEngine(self.model, self.device, max_batch=cap, eos_ids=self.eos_ids,
+                                  max_len=self.context_len, compile_decode=compile_decode)
+        self.optimisations_applied["STATIC_CACHE"] = f"{cap} x {self.context_len} static KV cache"
+        if compile_decode:
+            self.optimisations_applied["COMPILE"] = (
+                f"torch.compile reduce-overhead decode (CUDA graphs), cache {env['TORCHINDUCTOR_CACHE_DIR']}")
+        return engine.start()
 
     def warmup(self) -> None:
         job = Job()

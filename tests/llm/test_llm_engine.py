@@ -182,3 +182,48 @@ def test_batched_greedy_outputs_equal_one_by_one(llm_settings):
             assert run_concurrently(srv.url, stagger) == alone
         assert engine.max_batch_seen == 4  # they really shared decode steps
         assert len({text for text, _ in alone}) == len(PROMPTS)  # distinct answers, so the check has teeth
+
+
+def test_static_cache_engine_matches_and_survives_shifts(llm_settings, flaky_server, monkeypatch):
+    """LLM_STATIC_CACHE=1 (CPU, uncompiled): a long stream is joined by a longer prompt (rows shift right),
+    then the write column reaches the end of the window (a shift left); the outputs equal the one-by-one
+    outputs of the default engine. Both servers ban the end-of-reply tokens, so lengths are exact."""
+    long_b = ([{"role": "system", "content": "You are a helpful assistant. " * 20},
+               {"role": "user", "content": "Tell me a story."}], 40)
+    tokenizer = flaky_server.host.runner.tokenizer
+    window = len(flaky_server.host.runner.prompt_ids(long_b[0])) + 100
+    long_a = ([{"role": "user", "content": "Hi"}], window - 79)  # 79 prompt tokens: the whole window
+    assert len(flaky_server.host.runner.prompt_ids(long_a[0])) == 79 and tokenizer is not None
+    expected = [generate(flaky_server.url, *long_a, stream=True), generate(flaky_server.url, *long_b)]
+    monkeypatch.setenv("LLM_STATIC_CACHE", "1")
+    monkeypatch.setenv("MAX_MODEL_LEN", str(window))
+    with RunningServer(FlakyRunner, llm_settings(capacity=2)) as srv:
+        engine = srv.host.runner.engine
+        assert type(engine).__name__ == "StaticEngine" and engine.max_len == window
+        assert "STATIC_CACHE" in srv.host.info()["optimisations_applied"]
+        results: dict = {}
+        started = threading.Event()
+
+        def stream_a() -> None:
+            body = {"messages": long_a[0], "max_tokens": long_a[1], "temperature": 0, "stream": True}
+            with httpx.stream("POST", srv.url + "/llm", json=body, timeout=120) as r:
+                events = []
+                for line in r.iter_lines():
+                    if line.startswith("data: {"):
+                        events.append(json.loads(line[6:]))
+                        if len(events) == 3:
+                            started.set()
+            results["a"] = ("".join(e["choices"][0]["delta"]["content"] for e in events), events[-1]["usage"])
+
+        thread = threading.Thread(target=stream_a)
+        thread.start()
+        assert started.wait(60)
+        results["b"] = generate(srv.url, *long_b)
+        thread.join(120)
+        assert [results["a"], results["b"]] == expected
+        assert results["a"][1]["completion_tokens"] == long_a[1]
+        assert engine.shifts["right"] >= 1 and engine.shifts["left"] >= 1, engine.shifts
+        assert engine.max_batch_seen == 2
+        # Over-long requests are still refused against the smaller window.
+        r = httpx.post(srv.url + "/llm", json={"messages": long_a[0], "max_tokens": long_a[1] + 1})
+        assert r.status_code == 400 and str(window) in r.json()["detail"]["msg"]
