@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import httpx
@@ -45,10 +44,11 @@ def a2t_settings(whisper_model_dir):
 
 @pytest.fixture(scope="session")
 def a2t_server(a2t_settings):
-    os.environ["HF_HUB_OFFLINE"] = "1"  # loading must never need the network
-    with RunningServer(TinyWhisperRunner, a2t_settings()) as srv:
-        assert httpx.get(srv.url + "/health").json()["status"] == "IDLE"
-        yield srv
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")  # loading must never need the network
+        with RunningServer(TinyWhisperRunner, a2t_settings()) as srv:
+            assert httpx.get(srv.url + "/health").json()["status"] == "IDLE"
+            yield srv
 
 
 @pytest.fixture(scope="session")
