@@ -136,7 +136,7 @@ def _json_bodies(valid: dict) -> dict[str, tuple[bytes, str]]:
         "wrong-types": (json.dumps({**valid, "prompt": ["a"], "messages": "hi", "width": "wide"}).encode(),
                         "application/json"),
         "over-8-MiB": (json.dumps({**valid, "junk": "x" * (8 * 1024 * 1024 + 10)}).encode(), "application/json"),
-        "deeply-nested": (b"[" * 100_000 + b"]" * 100_000, "application/json"),
+        "deeply-nested": (b"[" * 5_000 + b"]" * 5_000, "application/json"),
         "form-encoded": (b"prompt=a+cat", "application/x-www-form-urlencoded"),
         "text-plain": (json.dumps(valid).encode(), "text/plain"),
         # Well-formed JSON whose values only the runner's own checks can refuse.
@@ -174,15 +174,22 @@ def _json_cases():
 def test_malformed_and_oversized_json_gets_a_clear_answer(target, case, servers):
     srv = servers(target)
     body, ctype = _json_bodies(target.valid_request()["json"])[case]
+    problems = []
     with httpx.Client(timeout=120) as client:
-        r = client.post(srv.url + target.route.path, content=body, headers={**AUTH, "Content-Type": ctype})
-        problems = check(r, target.route)
-        if r.status_code == 500 and (target.real or case not in RUNNER_LEVEL):
-            problems.append(f"500 for a caller's malformed body: {r.text[:200]}")
-        assert not problems
-        # The same keep-alive connection still works (go-livepeer reuses its connections).
-        again = client.post(srv.url + target.route.path, headers=AUTH, **target.valid_request())
-        assert again.status_code == 200, again.text[:300]
+        try:
+            r = client.post(srv.url + target.route.path, content=body, headers={**AUTH, "Content-Type": ctype})
+            problems += check(r, target.route)
+            if r.status_code == 500 and (target.real or case not in RUNNER_LEVEL):
+                problems.append(f"500 for a caller's malformed body: {r.text[:200]}")
+            # The same keep-alive connection still works (go-livepeer reuses its connections).
+            again = client.post(srv.url + target.route.path, headers=AUTH, **target.valid_request())
+            if again.status_code != 200:
+                problems.append(f"next request on the connection: {again.status_code} {again.text[:200]}")
+        except httpx.HTTPError as exc:
+            problems.append(f"{type(exc).__name__}: {exc}")
+    if problems:
+        # No traceback: after a RecursionError in the server thread, formatting one can crash pytest itself.
+        pytest.fail(f"{case}: {problems}", pytrace=False)
     assert idle(srv)
 
 
