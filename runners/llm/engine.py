@@ -58,6 +58,7 @@ class Engine:
         self.mask: torch.Tensor | None = None  # (batch, cached length): 1 for real tokens, 0 for left padding
         self.positions: torch.Tensor | None = None  # (batch,): position id of each row's next input token
         self.last: list[int] = []  # each row's newest token, not yet in the cache
+        self.padded = False  # whether any row has left padding (checked when the batch changes)
         self._closed = False
         self.thread = threading.Thread(target=self._run, name="llm-engine", daemon=True)
 
@@ -143,8 +144,9 @@ class Engine:
         """One decode step over the batch: feed each row's last token, return each row's next token."""
         mask = torch.cat([self.mask, self.mask.new_ones(len(self.active), 1)], dim=1)
         ids = torch.tensor(self.last, dtype=torch.long, device=self.device)[:, None]
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=self.positions[:, None],
-                         cache=self.cache, use_cache=True)
+        # Without padding the mask is all ones: leaving it out lets attention take its unmasked fast path.
+        out = self.model(input_ids=ids, attention_mask=mask if self.padded else None,
+                         position_ids=self.positions[:, None], cache=self.cache, use_cache=True)
         tokens = choose_tokens(out.logits[:, -1], [s.params for s in self.active],
                                [s.generator for s in self.active])
         self.mask = mask
@@ -193,6 +195,7 @@ class Engine:
             self.positions = torch.cat([self.positions, position])
         self.active.append(seq)
         self.last.append(token)
+        self.padded = not bool(self.mask.all())
         self.max_batch_seen = max(self.max_batch_seen, len(self.active))
 
     def _keep(self, rows: list[int]) -> None:
@@ -207,6 +210,7 @@ class Engine:
             layer.keys = layer.keys.index_select(0, index)[:, :, start:]
             layer.values = layer.values.index_select(0, index)[:, :, start:]
         self.mask = mask[:, start:]
+        self.padded = not bool(self.mask.all())
         self.positions = self.positions.index_select(0, index)
         self.active = [self.active[i] for i in rows]
         self.last = [self.last[i] for i in rows]
