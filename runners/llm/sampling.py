@@ -31,8 +31,9 @@ def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
     if params.top_p < 1.0:
         sorted_logits, order = torch.sort(logits, descending=True)
         probs = torch.softmax(sorted_logits, dim=-1)
-        # Drop a token when the tokens before it already hold top_p of the mass; the first always stays.
-        drop = (torch.cumsum(probs, dim=-1) - probs) > params.top_p
+        # Keep the smallest set holding top_p of the mass: drop a token once the tokens before it reach
+        # top_p. The first always stays.
+        drop = (torch.cumsum(probs, dim=-1) - probs) >= params.top_p
         drop[0] = False
         logits = logits.masked_fill(drop.scatter(0, order, drop), float("-inf"))
     return logits
