@@ -24,6 +24,7 @@ import dataclasses
 import logging
 import os
 import queue
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -62,6 +63,7 @@ class LLMRunner(Runner):
     route = dataclasses.replace(routes.LLM, request_model=LLMRequest)
     oom_message = "Out of memory during LLM processing."
     error_message = "Internal server error during LLM processing."
+    _encode_lock = threading.Lock()
 
     # --- set-up -----------------------------------------------------------------------------------
     def setup(self, ctx: LoadContext) -> None:
@@ -144,9 +146,12 @@ class LLMRunner(Runner):
     # --- per request ------------------------------------------------------------------------------
     def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
         """The templated prompt's token ids, exactly what the model reads (usage counts these)."""
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        # The template writes <|begin_of_text|> itself; the tokenizer must not add a second one.
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        # One encoder at a time: a fast tokenizer's call may reconfigure its Rust state (truncation,
+        # padding), which raises "Already borrowed" when two threads do it at once.
+        with self._encode_lock:
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            # The template writes <|begin_of_text|> itself; the tokenizer must not add a second one.
+            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def check(self, request: LLMRequest) -> None:
         model_id = self.settings.model_id
