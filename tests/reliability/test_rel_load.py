@@ -82,7 +82,7 @@ def test_sigterm_drains_in_flight_requests(served):
     exit_s = time.monotonic() - t0
     for t in threads:
         t.join(timeout=10)
-    assert exit_s < SIGTERM_DEADLINE_S
+    assert exit_s < SIGTERM_DEADLINE_S and served.proc.returncode == 0
     assert len(results) == CAPACITY
     assert all(isinstance(r, httpx.Response) and r.status_code == 200 for r in results), results
     log = served.log()
