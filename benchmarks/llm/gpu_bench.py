@@ -133,7 +133,7 @@ def load(args, variant_env: dict[str, str], capacity: int) -> tuple[LLMRunner, d
     return runner, {
         "phases_s": {k: round(v, 3) for k, v in ctx.timer.seconds.items()}, "load_s": round(total, 3),
         "warm_vram_gb": allocated_gb(args.device), "load_peak_vram_gb": peak_gb(args.device),
-        "notes": ctx.notes, "optimisations": runner.optimisations_applied,
+        "notes": ctx.notes, "optimisations": runner.optimisations_applied, "dtype": runner.dtype,
     }
 
 
@@ -233,8 +233,10 @@ def main() -> None:
     parser.add_argument("--streams", default="1,4,8")
     parser.add_argument("--variants", default="bf16,compile,int8,int4")
     parser.add_argument("--hbm-gbps", type=float, default=None, help="override the HBM bandwidth (GB/s)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per measurement; the median is kept")
     parser.add_argument("--deadline-s", type=float, default=420.0)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--note", default="", help="a line about the machine or the run, printed in the report")
     args = parser.parse_args()
     started = time.perf_counter()
     streams = [int(x) for x in args.streams.split(",")]
@@ -278,7 +280,8 @@ def main() -> None:
                 report["skipped"].append(f"{name} x{n}: deadline")
                 continue
             print(f"[{time.perf_counter() - started:6.1f}s] {name}: {n} stream(s)", flush=True)
-            result["runs"].append(run_streams(runner, args, n))
+            runs = [run_streams(runner, args, n) for _ in range(args.repeats)]
+            result["runs"].append(sorted(runs, key=lambda r: r["aggregate_tok_s"])[len(runs) // 2])  # median
         report["variants"][name] = result
         if name == "bf16":
             model = runner.model
@@ -322,13 +325,13 @@ def render(report: dict) -> str:
     lines = [f"# LLM runner benchmark: {m['device']}", "",
              f"torch {m['torch']}; host {m['host']}; synth {report.get('synth_s')} s; "
              f"total {report.get('total_s')} s; HBM {m['hbm_bytes_per_s'] and m['hbm_bytes_per_s'] / 1e12} TB/s",
-             "", "| variant | load s (phases) | warm VRAM GB | streams | TTFT ms | decode tok/s | aggregate tok/s "
+             "", report["config"].get("note") or "", "", "| variant | load s (phases) | warm VRAM GB | streams | TTFT ms | decode tok/s | aggregate tok/s "
              "| peak VRAM GB | vs bandwidth limit |", "|---|---|---|---|---|---|---|---|---|"]
     for name, v in report["variants"].items():
         phases = ", ".join(f"{k} {s}" for k, s in v["load"]["phases_s"].items())
         for run in v["runs"]:
             lines.append(
-                f"| {name} | {v['load']['load_s']} ({phases}) | {v['load']['warm_vram_gb']} | {run['streams']} | "
+                f"| {name} ({v['load']['dtype']}) | {v['load']['load_s']} ({phases}) | {v['load']['warm_vram_gb']} | {run['streams']} | "
                 f"{run.get('ttft_ms', '')} | {run.get('decode_tok_s', '')} | {run['aggregate_tok_s']} | "
                 f"{run['peak_vram_gb']} | {limit_fraction(report, run.get('decode_tok_s'), v['weight_bytes'])} |")
     for n, run in report["baseline"].items():

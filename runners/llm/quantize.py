@@ -19,6 +19,12 @@ def quantize_weights(model, mode: str) -> str:
         quantize_(model, Int8WeightOnlyConfig())
         return "int8 weight-only (torchao Int8WeightOnlyConfig)"
     if mode == "int4":
-        quantize_(model, Int4WeightOnlyConfig(group_size=128))
-        return "int4 weight-only, group 128 (torchao Int4WeightOnlyConfig)"
+        try:
+            # torchao >= 0.13: ask for the tinygemm layout (PyTorch's own int4 matmul kernel) explicitly,
+            # since other packing formats need extra kernel packages.
+            config = Int4WeightOnlyConfig(group_size=128, int4_packing_format="tile_packed_to_4d")
+        except TypeError:  # older torchao: tinygemm is the default layout
+            config = Int4WeightOnlyConfig(group_size=128)
+        quantize_(model, config)
+        return "int4 weight-only, group 128 (torchao Int4WeightOnlyConfig, tinygemm)"
     raise ValueError(f"QUANTIZE={mode!r}: use int8 or int4")

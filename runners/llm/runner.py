@@ -86,7 +86,8 @@ class LLMRunner(Runner):
                 self.snapshot, dtype=torch_dtype, attn_implementation="sdpa",
                 device_map={"": self.device} if cuda else None)
         with ctx.phase("to_device"):
-            self.model.to(self.device)
+            if not cuda:  # on CUDA, device_map already put every weight there
+                self.model.to(self.device)
             self.model.eval()
         self.dtype = str(torch_dtype).removeprefix("torch.")
         if quantize:

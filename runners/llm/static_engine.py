@@ -39,7 +39,7 @@ class StaticEngine(Engine):
         self.forward = None  # uncompiled: self.model, looked up per step
         if compile_decode:
             # "reduce-overhead" = inductor kernels captured in a CUDA graph; fixed shapes, no recompiles.
-            self.forward = torch.compile(model, mode="reduce-overhead", fullgraph=False, dynamic=False)
+            self.forward = torch.compile(model.forward, mode="reduce-overhead", fullgraph=False, dynamic=False)
 
     # --- KV bookkeeping ---------------------------------------------------------------------------
     def _set_width(self, width: int) -> None:
