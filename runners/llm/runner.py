@@ -78,7 +78,10 @@ class LLMRunner(Runner):
         quantize = "" if quantize == "none" else quantize
         with ctx.phase("resolve"):
             self.snapshot = resolve_snapshot(s.model_id, s.model_dir, allow_patterns=ALLOW_PATTERNS)
-        torch_dtype = torch.bfloat16 if cuda else torch.float32
+        # bf16 where the GPU has it (Ampere and later), fp16 on older cards, fp32 on the CPU.
+        torch_dtype = torch.float32
+        if cuda:
+            torch_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         with ctx.phase("read_weights"):
             self.tokenizer = AutoTokenizer.from_pretrained(self.snapshot)
             # On a GPU the weights go straight from the files to device memory (no CPU copy of the model).

@@ -227,3 +227,24 @@ def test_static_cache_engine_matches_and_survives_shifts(llm_settings, flaky_ser
         # Over-long requests are still refused against the smaller window.
         r = httpx.post(srv.url + "/llm", json={"messages": long_a[0], "max_tokens": long_a[1] + 1})
         assert r.status_code == 400 and str(window) in r.json()["detail"]["msg"]
+
+
+def test_cuda_only_options_are_noted_on_the_cpu(llm_settings, monkeypatch):
+    monkeypatch.setenv("QUANTIZE", "int4")
+    monkeypatch.setenv("LLM_COMPILE", "1")
+    with RunningServer(LLMRunner, llm_settings(capacity=1)) as srv:
+        info = srv.host.info()
+        assert info["status"] == "IDLE" and info["dtype"] == "float32"
+        notes = " ".join(info["notes"])
+        assert "QUANTIZE=int4 ignored" in notes and "LLM_COMPILE ignored" in notes
+        assert "QUANTIZE" not in info["optimisations_applied"] and "COMPILE" not in info["optimisations_applied"]
+        assert type(srv.host.runner.engine).__name__ == "StaticEngine"  # the static cache itself runs anywhere
+        r = httpx.post(srv.url + "/llm", json={"messages": QUESTION, "max_tokens": 2}, timeout=60)
+        assert r.status_code == 200
+
+
+def test_bad_quantize_value_is_an_error_state(llm_settings, monkeypatch):
+    monkeypatch.setenv("QUANTIZE", "int3")
+    with RunningServer(LLMRunner, llm_settings()) as srv:
+        info = srv.host.info()
+        assert info["status"] == "ERROR" and "QUANTIZE" in info["error"]
