@@ -163,32 +163,33 @@ class WhisperTranscriber:
             batch = wins[i:i + bs]
             try:
                 outputs += self._generate(batch, timestamps, job, max_new_tokens, min_new_tokens)
+                i += len(batch)
+                continue
             except Exception as exc:
                 if type(exc).__name__ != "OutOfMemoryError" or bs == 1:
                     raise
-                self._free_cache()
-                bs = max(1, bs // 2)
-                log.warning("CUDA out of memory at batch %d; retrying at batch %d", len(batch), bs)
-                continue
-            i += len(batch)
+            # Out of the except clause: its traceback (and the tensors its frames hold) is gone now.
+            self._free_cache()
+            bs = max(1, bs // 2)
+            log.warning("CUDA out of memory at batch %d; retrying at batch %d", len(batch), bs)
         text, optional = self.tokenizer._decode_asr(
             outputs, return_timestamps=timestamps, return_language=None, time_precision=self.time_precision)
         chunks = optional.get("chunks", []) if timestamps else []
         return Transcript(text=text, chunks=chunks, windows=len(wins), batch_size=min(used_bs, len(wins)))
 
     def _features(self, batch: list[Window]):
-        import torch
-
         feats = self.feature_extractor(
             [w.samples for w in batch], sampling_rate=self.sample_rate, return_tensors="pt",
             return_attention_mask=True, device=self.device if self.device.startswith("cuda") else "cpu")
         features = feats.input_features.to(self.device, dtype=self.dtype, non_blocking=True)
         mask = feats.attention_mask.to(self.device)
-        return features, mask, torch
+        return features, mask
 
     def _generate(self, batch: list[Window], timestamps: Timestamps, job: Job | None, max_new_tokens: int,
                   min_new_tokens: int | None) -> list[dict[str, Any]]:
-        features, mask, torch = self._features(batch)
+        import torch
+
+        features, mask = self._features(batch)
         kwargs: dict[str, Any] = {
             "return_timestamps": bool(timestamps), "max_new_tokens": max_new_tokens,
             "force_unique_generate_call": True,
