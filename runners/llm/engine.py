@@ -86,9 +86,15 @@ class Engine:
     def _run(self) -> None:
         with torch.inference_mode():
             while not self._closed:
-                self._admit()
-                if self.active:
-                    self._decode_step()
+                try:
+                    self._admit()
+                    if self.active:
+                        self._decode_step()
+                except Exception as exc:  # noqa: BLE001 - bookkeeping failed (e.g. OOM growing the cache)
+                    log.exception("engine step failed")
+                    failed = list(self.active)
+                    self._reset()
+                    self._fail(failed, exc)
 
     def _admit(self) -> None:
         """Prefill waiting sequences into free rows; block only when there is nothing to decode."""
@@ -114,7 +120,12 @@ class Engine:
             self._fail([seq], exc)
             return
         if self._emit(seq, token):
-            self._join(seq, cache, token)
+            try:
+                self._join(seq, cache, token)
+            except Exception as exc:  # noqa: BLE001 - the batch may be half-updated: fail it all
+                failed = [*self.active, seq]
+                self._reset()
+                self._fail(failed, exc)
 
     def _decode_step(self) -> None:
         gone = [i for i, seq in enumerate(self.active) if seq.job.cancelled]

@@ -212,7 +212,7 @@ class LLMRunner(Runner):
         detok = IncrementalDetokenizer(self.tokenizer)
         completion = 0
         while True:
-            events = [seq.events.get()]
+            events = [self._next_event(seq)]
             while events[-1][0] == "token" and len(events) < self.max_chunk_tokens:
                 try:
                     events.append(seq.events.get_nowait())
@@ -234,6 +234,14 @@ class LLMRunner(Runner):
                 else:
                     raise JobCancelled()
             yield "text", "".join(pieces), completion
+
+    def _next_event(self, seq: Sequence) -> tuple[str, Any]:
+        while True:
+            try:
+                return seq.events.get(timeout=1.0)
+            except queue.Empty:
+                if not self.engine.thread.is_alive():  # never wait forever on a dead engine
+                    raise RuntimeError("the LLM engine thread stopped") from None
 
     def _stream(self, request: LLMRequest, seq: Sequence, state: dict) -> Iterator[schemas.LLMResponse]:
         for kind, value, completion in self._events(seq):

@@ -248,3 +248,20 @@ def test_bad_quantize_value_is_an_error_state(llm_settings, monkeypatch):
     with RunningServer(LLMRunner, llm_settings()) as srv:
         info = srv.host.info()
         assert info["status"] == "ERROR" and "QUANTIZE" in info["error"]
+
+
+def test_a_failure_in_batch_bookkeeping_fails_those_requests_and_the_engine_goes_on(flaky_server):
+    engine = flaky_server.host.runner.engine
+    wait_idle(flaky_server)
+    real_join = engine._join
+
+    def broken_join(*args):
+        engine._join = real_join  # once
+        raise RuntimeError("injected bookkeeping failure")
+
+    engine._join = broken_join
+    r = httpx.post(flaky_server.url + "/llm", json={"messages": QUESTION, "max_tokens": 5}, timeout=60)
+    assert r.status_code == 500 and r.json() == {"detail": {"msg": "Internal server error during LLM processing."}}
+    assert engine.thread.is_alive() and engine.batch_size == 0
+    ok = httpx.post(flaky_server.url + "/llm", json={"messages": QUESTION, "max_tokens": 5}, timeout=60)
+    assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 5
