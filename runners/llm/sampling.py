@@ -18,8 +18,9 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
-        # top_p == 0 keeps only the most likely token, which is greedy decoding too.
-        return self.temperature == 0 or self.top_k == 1 or self.top_p == 0
+        # top_p == 0 keeps only the most likely token, which is greedy decoding too; so does a temperature
+        # small enough to overflow the scaled logits.
+        return self.temperature < 1e-5 or self.top_k == 1 or self.top_p == 0
 
 
 def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:

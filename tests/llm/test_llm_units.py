@@ -54,6 +54,7 @@ def test_top_k_and_top_p_filters():
     assert kept(SamplingParams(temperature=1.0, top_p=0.85)) == [0, 1, 2]
     assert kept(SamplingParams(temperature=1.0)) == [0, 1, 2, 3, 4]
     assert SamplingParams(temperature=0).greedy and SamplingParams(top_p=0).greedy
+    assert SamplingParams(temperature=1e-30).greedy  # 1/1e-30 would overflow the logits to inf
 
 
 def test_choose_tokens_greedy_rows_and_seeded_rows():
