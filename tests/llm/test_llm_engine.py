@@ -146,8 +146,8 @@ PROMPTS = [
 ]
 
 
-def generate(url: str, messages, max_tokens: int, stream: bool = False) -> tuple[str, dict]:
-    body = {"messages": messages, "max_tokens": max_tokens, "temperature": 0, "stream": stream}
+def generate(url: str, messages, max_tokens: int, stream: bool = False, **sampling) -> tuple[str, dict]:
+    body = {"messages": messages, "max_tokens": max_tokens, "temperature": 0, "stream": stream, **sampling}
     if not stream:
         data = httpx.post(url + "/llm", json=body, timeout=120).json()
         return data["choices"][0]["message"]["content"], data["usage"]
@@ -164,6 +164,8 @@ def run_concurrently(url: str, stagger: float) -> list:
         start.wait()
         time.sleep(stagger * i)
         results[i] = generate(url, *PROMPTS[i], stream=bool(i % 2))  # streams and plain requests mixed
+        if i == 0:  # a seeded sampled request rides along: its draw does not depend on the batch either
+            results.append(generate(url, *PROMPTS[0], temperature=1.0, top_p=0.9, seed=3))
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(PROMPTS))]
     for t in threads:
@@ -176,12 +178,13 @@ def run_concurrently(url: str, stagger: float) -> list:
 def test_batched_greedy_outputs_equal_one_by_one(llm_settings):
     with RunningServer(LLMRunner, llm_settings(capacity=4)) as srv:
         alone = [generate(srv.url, m, n) for m, n in PROMPTS]
+        alone.append(generate(srv.url, *PROMPTS[0], temperature=1.0, top_p=0.9, seed=3))
         engine = srv.host.runner.engine
         assert engine.max_batch_seen == 1
         for stagger in (0.0, 0.03):  # all four at once, then staggered so sequences join a running batch
             assert run_concurrently(srv.url, stagger) == alone
         assert engine.max_batch_seen == 4  # they really shared decode steps
-        assert len({text for text, _ in alone}) == len(PROMPTS)  # distinct answers, so the check has teeth
+        assert len({text for text, _ in alone}) == len(alone)  # distinct answers, so the check has teeth
 
 
 def test_static_cache_engine_matches_and_survives_shifts(llm_settings, flaky_server, monkeypatch):
