@@ -78,3 +78,25 @@ def forward_delay(seconds: float) -> Iterator[None]:
     finally:
         for h in handles:
             h.remove()
+
+
+@contextmanager
+def slow_tokenizer_settings(seconds: float) -> Iterator[None]:
+    """Hugging Face fast tokenizers store truncation/padding settings on the shared Rust tokenizer, then encode
+    (`set_truncation_and_padding`, then `encode_batch`). Sleeping between the two widens that window, so two
+    requests that tokenize on one tokenizer at once show whether a runner shares it across threads."""
+    from transformers import PreTrainedTokenizerFast
+
+    original = PreTrainedTokenizerFast.set_truncation_and_padding
+
+    def slow(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        if in_job_thread():
+            time.sleep(seconds)
+        return result
+
+    PreTrainedTokenizerFast.set_truncation_and_padding = slow
+    try:
+        yield
+    finally:
+        PreTrainedTokenizerFast.set_truncation_and_padding = original

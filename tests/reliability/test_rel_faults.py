@@ -25,7 +25,8 @@ from reliability.relkit import (
 )
 
 from benchmarks.soak.contract import check
-from benchmarks.soak.inject import forward_delay, oom_injector
+from benchmarks.soak.inject import forward_delay, oom_injector, slow_tokenizer_settings
+from benchmarks.soak.targets import TARGETS
 
 REAL = ["text-to-image", "audio-to-text", "llm"]
 
@@ -320,3 +321,58 @@ def test_lora_ids_that_are_paths_never_reach_files_outside_model_dir(target, ser
     srv = servers(target)
     bait = _outside_bait(tmp_path)
     _assert_refused_without_touching(srv, target, bait, _lora_requests(target, bait))
+
+
+# --- concurrent requests ----------------------------------------------------------------------------
+
+def _prompt_variant(target, i: int) -> dict:
+    """The valid request with a prompt (or message) whose length differs per request."""
+    kwargs = target.valid_request()
+    words = " ".join(["lighthouse"] * (1 + (i * 7) % 40))
+    if target.route.multipart:
+        return kwargs
+    if target.route.streams:
+        return {"json": {**kwargs["json"], "messages": [{"role": "user", "content": words}]}}
+    return {"json": {**kwargs["json"], "prompt": words}}
+
+
+TOKENIZER_RACE = (
+    "runners/text_to_image/runner.py: the pipeline shells made by _shell (TextToImagePipeline.from_pipe) share the "
+    "CLIP tokenizers; a fast tokenizer keeps its padding/truncation settings on the shared Rust object, so two "
+    "requests encoding prompts at once can get each other's settings (diffusers' encode_prompt calls it with "
+    "padding='max_length' then 'longest'): a valid request gets 400 'Error during model execution: Sequence "
+    "length must be less than max_position_embeddings (got 362 ...)' or 500 'Text-to-image pipeline error.' "
+    "('Sizes of tensors must match ... Expected size 77 but got size 19'). Seen without injection in the load test and the soak with "
+    "REL_FORWARD_DELAY_S; fix: a tokenizer copy per shell (copy.deepcopy) or a lock around encode_prompt")
+
+
+def _concurrent_pairs(srv, target, rounds: int, stagger_s: float) -> list[tuple[int, int, str]]:
+    results: list[tuple[int, int, str]] = []
+
+    def send(i: int) -> None:
+        r = httpx.post(srv.url + target.route.path, headers=AUTH, timeout=120, **_prompt_variant(target, i))
+        results.append((i, r.status_code, r.text[:200]))
+
+    for n in range(rounds):
+        pair = [threading.Thread(target=send, args=(2 * n + k,)) for k in range(2)]
+        for t in pair:
+            t.start()
+            time.sleep(stagger_s)
+        for t in pair:
+            t.join()
+    return results
+
+
+@pytest.mark.parametrize("target", [
+    pytest.param(TARGETS["text-to-image"], id="text-to-image",
+                 marks=pytest.mark.xfail(strict=True, reason=TOKENIZER_RACE)),
+    *target_params(["audio-to-text", "llm"])])
+def test_concurrent_requests_share_no_tokenizer_state(target, servers):
+    """Two slots tokenizing different inputs at once (with the window between a fast tokenizer's settings and
+    its encode widened) all get a 200: no tokenizer state is shared between concurrent requests."""
+    srv = servers(target)
+    with slow_tokenizer_settings(0.05):
+        results = _concurrent_pairs(srv, target, rounds=3, stagger_s=0.02)
+    failed = [r for r in results if r[1] != 200]
+    assert not failed, failed
+    assert idle(srv)

@@ -17,7 +17,7 @@ from reliability.relkit import AUTH, CAPACITY, QUEUE, TOKEN, require, target_par
 from benchmarks.soak.loadgen import run_load
 from benchmarks.soak.targets import ServedProcess
 
-LOAD_SECONDS = 3.0
+LOAD_SECONDS = 2.5
 # Every top-level model call (or fake step) sleeps this long: requests stay in flight long enough to queue
 # behind each other and to be caught by the SIGTERM.
 FORWARD_DELAY_S = "0.05"
@@ -62,27 +62,30 @@ def test_sigterm_drains_in_flight_requests(served):
     target = served.target
     results: list[httpx.Response | Exception] = []
 
-    def send():
+    def send(kwargs):
         try:
-            results.append(httpx.post(served.url + target.route.path, headers=AUTH, timeout=30,
-                                      **target.valid_request()))
+            results.append(httpx.post(served.url + target.route.path, headers=AUTH, timeout=30, **kwargs))
         except Exception as exc:  # noqa: BLE001 - reported by the assertion below
             results.append(exc)
 
-    threads = [threading.Thread(target=send) for _ in range(CAPACITY)]
+    threads = [threading.Thread(target=send, args=(target.valid_request(),)) for _ in range(CAPACITY)]
     for t in threads:
         t.start()
-    deadline = time.monotonic() + 10
-    while httpx.get(served.url + "/runner/info").json()["in_flight"] < CAPACITY:
-        assert time.monotonic() < deadline, "requests never started"
-        time.sleep(0.005)
+    deadline = time.monotonic() + 20
+    while True:  # both admitted (running or queued) before the signal
+        info = httpx.get(served.url + "/runner/info").json()
+        if info["in_flight"] + info["queued"] >= CAPACITY:
+            break
+        assert time.monotonic() < deadline and not results, ("requests never started", results)
+        time.sleep(0.002)
     t0 = time.monotonic()
     served.proc.send_signal(signal.SIGTERM)
     served.proc.wait(timeout=SIGTERM_DEADLINE_S)
     exit_s = time.monotonic() - t0
     for t in threads:
         t.join(timeout=10)
-    assert exit_s < SIGTERM_DEADLINE_S and served.proc.returncode == 0
+    # uvicorn re-raises the signal once it has shut down gracefully, so -SIGTERM is a clean exit too.
+    assert exit_s < SIGTERM_DEADLINE_S and served.proc.returncode in (0, -signal.SIGTERM)
     assert len(results) == CAPACITY
     assert all(isinstance(r, httpx.Response) and r.status_code == 200 for r in results), results
     log = served.log()
