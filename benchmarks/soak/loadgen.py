@@ -69,10 +69,12 @@ async def _one(client: httpx.AsyncClient, url: str, target: Target, n: int, repo
     report.requests += 1
     report.statuses[response.status_code] += 1
     problems = check(response, target.route)
-    if response.status_code == 500 and "insufficient capacity" not in response.text and not problems:
-        problems = [f"500 that is not load shedding: {response.text[:200]}"]
+    shed = response.status_code == 500 and "insufficient capacity" in response.text
+    if response.status_code != 200 and not shed and not problems:
+        # Every request sent is valid: anything but a 200 or load shedding is a fault.
+        problems = [f"valid request answered {response.status_code}: {response.text[:200]}"]
     report.problems.extend(problems)
-    if response.status_code == 500 and "insufficient capacity" in response.text:
+    if shed:
         await asyncio.sleep(0.05)  # shed: back off a little, as a gateway's retry would, instead of spinning
 
 

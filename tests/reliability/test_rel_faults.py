@@ -15,6 +15,7 @@ import httpx
 import pytest
 from reliability.relkit import (
     AUTH,
+    TOKENIZER_RACE,
     FileWatch,
     answers_valid_request,
     current_rss,
@@ -317,10 +318,15 @@ LORA_PATHS_BUG = (
 
 @pytest.mark.xfail(strict=True, reason=LORA_PATHS_BUG)
 @pytest.mark.parametrize("target", target_params(["text-to-image"]))
-def test_lora_ids_that_are_paths_never_reach_files_outside_model_dir(target, servers, tmp_path):
-    srv = servers(target)
-    bait = _outside_bait(tmp_path)
-    _assert_refused_without_touching(srv, target, bait, _lora_requests(target, bait))
+def test_lora_ids_that_are_paths_never_reach_files_outside_model_dir(target, model_dirs, tmp_path):
+    # Its own server: a LoRA load that half-succeeds can leave adapters behind, which would change how the
+    # shared server runs later tests (requests with resident adapters are serialised).
+    srv = start_server(target, model_dirs(target))
+    try:
+        bait = _outside_bait(tmp_path)
+        _assert_refused_without_touching(srv, target, bait, _lora_requests(target, bait))
+    finally:
+        srv.__exit__(None, None, None)
 
 
 # --- concurrent requests ----------------------------------------------------------------------------
@@ -334,16 +340,6 @@ def _prompt_variant(target, i: int) -> dict:
     if target.route.streams:
         return {"json": {**kwargs["json"], "messages": [{"role": "user", "content": words}]}}
     return {"json": {**kwargs["json"], "prompt": words}}
-
-
-TOKENIZER_RACE = (
-    "runners/text_to_image/runner.py: the pipeline shells made by _shell (TextToImagePipeline.from_pipe) share the "
-    "CLIP tokenizers; a fast tokenizer keeps its padding/truncation settings on the shared Rust object, so two "
-    "requests encoding prompts at once can get each other's settings (diffusers' encode_prompt calls it with "
-    "padding='max_length' then 'longest'): a valid request gets 400 'Error during model execution: Sequence "
-    "length must be less than max_position_embeddings (got 362 ...)' or 500 'Text-to-image pipeline error.' "
-    "('Sizes of tensors must match ... Expected size 77 but got size 19'). Seen without injection in the load test and the soak with "
-    "REL_FORWARD_DELAY_S; fix: a tokenizer copy per shell (copy.deepcopy) or a lock around encode_prompt")
 
 
 def _concurrent_pairs(srv, target, rounds: int, stagger_s: float) -> list[tuple[int, int, str]]:
