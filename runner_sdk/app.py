@@ -128,7 +128,7 @@ def create_app(runner_cls: type[Runner], settings: RunnerSettings) -> FastAPI:
         _check_auth(request, settings, route)
         tmpdir = Path(tempfile.mkdtemp(prefix="runner-")) if route.multipart else None
         try:
-            body = await _parse(request, route, tmpdir)
+            body = await _parse(request, route, tmpdir, settings.model_id)
             return await _execute(request, body, t0)
         finally:
             if tmpdir is not None:
@@ -263,6 +263,7 @@ def create_app(runner_cls: type[Runner], settings: RunnerSettings) -> FastAPI:
             return error_response(500, f"pipeline {_pipeline} not served (serving {settings.pipeline})")
 
         app.add_api_route(path, not_served, methods=["POST"], include_in_schema=False)
+        app.add_api_route(path + "/", not_served, methods=["POST"], include_in_schema=False)
 
     app.openapi = lambda: _openapi(app, route)  # type: ignore[method-assign]
     app.add_middleware(_StatusCounter, host=host, path=route.path)
@@ -359,7 +360,7 @@ async def _read_limited(request: Request, limit: int) -> tuple[bytes, bool]:
     return bytes(buf), over
 
 
-async def _parse(request: Request, route: Route, tmpdir: Path | None) -> pydantic.BaseModel:
+async def _parse(request: Request, route: Route, tmpdir: Path | None, model_id: str) -> pydantic.BaseModel:
     status = route.schema_error_status
 
     def invalid(errors: list[dict]) -> RunnerError:
@@ -381,13 +382,17 @@ async def _parse(request: Request, route: Route, tmpdir: Path | None) -> pydanti
         if missing:
             raise invalid([{"type": "missing", "loc": ["body", p], "msg": "Field required", "input": None}
                            for p in missing])
-        if form.oversized:
-            raise RunnerError(413, "File size exceeds limit.")
         data: dict[str, Any] = dict(form.fields)
         try:
             model = route.request_model.model_validate(data)
         except pydantic.ValidationError as exc:
             raise invalid(validation_errors(exc.errors())) from None
+        if form.oversized:
+            # Upstream's order (3.6): a model mismatch is a 400 before the size's 413.
+            asked = getattr(model, "model_id", "")
+            if asked and asked != model_id:
+                raise RunnerError(400, f"pipeline configured with {model_id} but called with {asked}.")
+            raise RunnerError(413, "File size exceeds limit.")
         model.__dict__["files"] = form.files  # file parts ride along, outside the validated fields
         return model
 
@@ -406,6 +411,10 @@ async def _parse(request: Request, route: Route, tmpdir: Path | None) -> pydanti
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise invalid([{"type": "json_invalid", "loc": ["body", getattr(exc, "pos", 0)],
                         "msg": "JSON decode error", "input": {}}]) from None
+    except RecursionError:
+        # A few thousand nested brackets exhaust the decoder's stack: still the caller's malformed body.
+        raise invalid([{"type": "json_invalid", "loc": ["body"],
+                        "msg": "JSON nested too deeply", "input": {}}]) from None
     if data is None and route.schema_error_status != 422:
         data = {}
     try:

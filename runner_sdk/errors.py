@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi.responses import JSONResponse
 
 INSUFFICIENT_CAPACITY = "insufficient capacity"
+_MAX_ECHO_DEPTH = 16
 
 
 class RunnerError(Exception):
@@ -72,11 +74,17 @@ def validation_errors(exc_errors: list[dict[str, Any]], prefix: tuple[str | int,
     return out
 
 
-def _json_safe(value: Any) -> Any:
+def _json_safe(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        # NaN / Infinity are not JSON: echoing them back would make the error body itself invalid.
+        return repr(value)
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
+    if depth >= _MAX_ECHO_DEPTH:
+        # A deeply nested input is echoed no deeper: rendering it all could exhaust the stack.
+        return "..."
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): _json_safe(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [_json_safe(v, depth + 1) for v in value]
     return repr(value)

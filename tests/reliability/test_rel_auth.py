@@ -51,9 +51,7 @@ def test_no_generate_route_answers_without_the_token(target, servers):
                     ok = (r.status_code == 401 and r.headers.get("www-authenticate") == "Bearer"
                           and r.json() == {"detail": {"msg": target.route.auth_message}}
                           and not check(r, target.route))
-                elif path.endswith("/"):  # see test_other_pipelines_slash_twins_answer_json_500
-                    ok = r.status_code in {307, 500} and not 200 <= r.status_code < 300
-                else:  # another pipeline's path: a JSON 500 naming the mix-up, never an answer
+                else:  # another pipeline's path or its slash twin: a JSON 500 naming the mix-up, never an answer
                     ok = r.status_code == 500 and "not served" in r.json()["detail"]["msg"]
                 if not ok:
                     failures.append((path, case, r.status_code, r.text[:150]))
@@ -62,10 +60,6 @@ def test_no_generate_route_answers_without_the_token(target, servers):
     answers_valid_request(srv.url, target)  # and the token itself works
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "SDK (runner_sdk/app.py): `not_served` is mounted for the other Livepeer generate paths but not for their "
-    "trailing-slash twins, so e.g. POST /image-to-image/ gets FastAPI's 307 redirect with an empty body (a status "
-    "outside every route's set) instead of the JSON 500 the slashless path gives (Q20)"))
 @pytest.mark.parametrize("target", target_params(["fake-image"]))
 def test_other_pipelines_slash_twins_answer_json_500(target, servers):
     srv = servers(target)

@@ -137,6 +137,9 @@ def _json_bodies(valid: dict) -> dict[str, tuple[bytes, str]]:
                         "application/json"),
         "over-8-MiB": (json.dumps({**valid, "junk": "x" * (8 * 1024 * 1024 + 10)}).encode(), "application/json"),
         "deeply-nested": (b"[" * 5_000 + b"]" * 5_000, "application/json"),
+        # Parses, then is refused: the echoed `input` must not recurse 900 levels deep either.
+        "nested-900": (b'{"prompt": ' + b"[" * 900 + b"]" * 900 + b', "messages": ' + b"[" * 900 + b"]" * 900 + b"}",
+                       "application/json"),
         "form-encoded": (b"prompt=a+cat", "application/x-www-form-urlencoded"),
         "text-plain": (json.dumps(valid).encode(), "text/plain"),
         # Well-formed JSON whose values only the runner's own checks can refuse.
@@ -151,12 +154,6 @@ def _json_bodies(valid: dict) -> dict[str, tuple[bytes, str]]:
 
 
 RUNNER_LEVEL = {"nan", "huge-ints", "negative-sizes"}  # the SDK fakes do not validate values (only real runners)
-SDK_BUGS = {
-    # Found by this suite; runner_sdk is not ours to change here. strict: these fail loudly once fixed.
-    "deeply-nested": "SDK: json.loads raises RecursionError, which _parse does not catch: 500 + connection closed",
-    "infinity": "SDK: a 422 whose input holds a non-finite float cannot be rendered (errors._json_safe keeps inf): "
-                "500 and the connection is closed",
-}
 JSON_TARGETS = ["fake-image", "fake-llm", "text-to-image", "llm"]
 
 
@@ -164,10 +161,7 @@ def _json_cases():
     for name in JSON_TARGETS:
         target = TARGETS[name]
         for case in _json_bodies(target.valid_request()["json"]):
-            marks = []
-            if case in SDK_BUGS and not (case == "infinity" and target.route.schema_error_status == 400):
-                marks.append(pytest.mark.xfail(strict=True, reason=SDK_BUGS[case]))
-            yield pytest.param(target, case, id=f"{name}-{case}", marks=marks)
+            yield pytest.param(target, case, id=f"{name}-{case}")
 
 
 @pytest.mark.parametrize("target, case", list(_json_cases()))

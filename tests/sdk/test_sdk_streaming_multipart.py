@@ -96,6 +96,12 @@ def test_multipart_upload_streams_to_disk_and_413_over_limit(settings):
         assert not limited.last_upload.exists()  # the spooled upload is deleted after the request
         big = httpx.post(url, files={"audio": ("audio", b"\x00" * 1001, "application/octet-stream")})
         assert big.status_code == 413 and big.json() == {"detail": {"msg": "File size exceeds limit."}}
+        # Upstream's order: a model mismatch is reported before the size, even for an oversized upload.
+        wrong = httpx.post(url, files={"audio": ("audio", b"\x00" * 1001, "application/octet-stream")},
+                           data={"model_id": "openai/whisper-tiny"})
+        assert wrong.status_code == 400
+        assert wrong.json()["detail"]["msg"] == (
+            "pipeline configured with openai/whisper-large-v3 but called with openai/whisper-tiny.")
         missing = httpx.post(url, data={"model_id": ""})
         assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == ["body", "audio"]
         as_json = httpx.post(url, json={"audio": "x"})
