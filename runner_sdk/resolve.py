@@ -11,11 +11,16 @@ import os
 from pathlib import Path
 
 import huggingface_hub
-from huggingface_hub.errors import LocalEntryNotFoundError
+from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+from huggingface_hub.utils import validate_repo_id
 
 
 class ModelNotFound(Exception):
     pass
+
+
+class InvalidRepoId(ModelNotFound):
+    """An id that is not a hub repo id where only one is accepted (a request's LoRA, for instance)."""
 
 
 def hub_offline() -> bool:
@@ -31,10 +36,20 @@ def is_local_dir(model_id: str) -> bool:
 
 
 def resolve_snapshot(
-    repo_id: str, model_dir: Path, allow_patterns: list[str] | None = None, download: bool | None = None
+    repo_id: str, model_dir: Path, allow_patterns: list[str] | None = None, download: bool | None = None,
+    allow_local: bool = True,
 ) -> Path:
-    """Local snapshot folder of `repo_id`, downloading the allowed files only when missing and allowed."""
-    if is_local_dir(repo_id):
+    """Local snapshot folder of `repo_id`, downloading the allowed files only when missing and allowed.
+
+    `allow_local=False` is for ids that come from a request: only a valid hub repo id is accepted (never a
+    path such as `/etc`, `..` or `~`), and it resolves inside MODEL_DIR's cache layout or not at all.
+    """
+    if not allow_local:
+        try:
+            validate_repo_id(repo_id)
+        except HFValidationError as exc:
+            raise InvalidRepoId(f"{repo_id!r} is not a Hugging Face repo id (org/name)") from exc
+    elif is_local_dir(repo_id):
         return Path(os.path.expanduser(repo_id))
     try:
         return Path(huggingface_hub.snapshot_download(

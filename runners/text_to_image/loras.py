@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from runner_sdk import BadRequest
-from runner_sdk.resolve import ModelNotFound, resolve_snapshot
+from runner_sdk.resolve import InvalidRepoId, ModelNotFound, resolve_snapshot
 
 log = logging.getLogger("runner.text_to_image")
 
@@ -139,7 +139,10 @@ class LoraCache:
     def _load(self, repo: str, keep: set[str]) -> None:
         self._evict(keep)
         try:
-            folder = resolve_snapshot(repo, self.model_dir)
+            # A request's id is a hub repo id, resolved inside MODEL_DIR: never a local path (`/etc`, `..`).
+            folder = resolve_snapshot(repo, self.model_dir, allow_local=False)
+        except InvalidRepoId:
+            raise BadRequest(f"LoRa repository '{repo}' is not a valid repository id (org/name).") from None
         except ModelNotFound:
             raise BadRequest(f"LoRa repository '{repo}' not found.") from None
         name = adapter_name(repo)

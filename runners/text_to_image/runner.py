@@ -225,8 +225,14 @@ class TextToImageRunner(Runner):
 
     @staticmethod
     def _shell(pipe):
-        """A pipeline object sharing `pipe`'s networks, with its own scheduler."""
-        shell = type(pipe).from_pipe(pipe, scheduler=copy.deepcopy(pipe.scheduler))
+        """A pipeline object sharing `pipe`'s networks, with its own scheduler and tokenizers.
+
+        Both hold per-call state: a scheduler its timesteps and step index, a fast tokenizer its padding and
+        truncation settings on the Rust object (diffusers' encode_prompt switches them between calls), so two
+        slots encoding prompts at once must not share one. They are small; the networks are shared."""
+        own = {name: copy.deepcopy(component) for name, component in pipe.components.items()
+               if name == "scheduler" or name.startswith("tokenizer")}
+        shell = type(pipe).from_pipe(pipe, **own)
         shell.set_progress_bar_config(disable=True)
         return shell
 

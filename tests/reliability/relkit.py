@@ -18,17 +18,6 @@ TOKEN = "rel-s3cret-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CAPACITY, QUEUE = 2, 2
 
-TOKENIZER_RACE = (
-    "runners/text_to_image/runner.py: the pipeline shells made by _shell (TextToImagePipeline.from_pipe) share the "
-    "CLIP tokenizers; a fast tokenizer keeps its padding/truncation settings on the shared Rust object, so two "
-    "requests encoding prompts at once can get each other's settings (diffusers' encode_prompt calls it with "
-    "padding='max_length' then 'longest'): a valid request gets 400 'Error during model execution: Sequence "
-    "length must be less than max_position_embeddings (got 362 ...)' or 500 'Text-to-image pipeline error.' "
-    "('Sizes of tensors must match ... Expected size 77 but got size 19'). Seen without injection in the load test and the soak with "
-    "REL_FORWARD_DELAY_S; fix: a tokenizer copy per shell (copy.deepcopy) or a lock around encode_prompt")
-# What that race leaves in a runner's log.
-TOKENIZER_RACE_SIGNS = ("Sizes of tensors must match", "max_position_embeddings")
-
 
 class LogCapture(logging.Handler):
     """Every log record of the session, formatted with its arguments (the token must never appear)."""

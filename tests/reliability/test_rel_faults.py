@@ -15,7 +15,6 @@ import httpx
 import pytest
 from reliability.relkit import (
     AUTH,
-    TOKENIZER_RACE,
     FileWatch,
     answers_valid_request,
     current_rss,
@@ -27,7 +26,6 @@ from reliability.relkit import (
 
 from benchmarks.soak.contract import check
 from benchmarks.soak.inject import forward_delay, oom_injector, slow_tokenizer_settings
-from benchmarks.soak.targets import TARGETS
 
 REAL = ["text-to-image", "audio-to-text", "llm"]
 
@@ -308,15 +306,6 @@ def test_model_ids_that_are_paths_never_reach_files_outside_model_dir(target, se
     _assert_refused_without_touching(srv, target, bait, _model_field_requests(target, bait))
 
 
-LORA_PATHS_BUG = (
-    "runners/text_to_image/loras.py: LoraCache._load resolves a LoRA repo id with resolve_snapshot, which "
-    "returns any existing local directory as is (is_local_dir), so '/etc', '..', '~' or an absolute path "
-    "outside MODEL_DIR is handed to diffusers' load_lora_weights (it lists and reads there); ids that are "
-    "not valid repo ids raise huggingface_hub's HFValidationError (a ValueError), which is not caught, so "
-    "they answer 500 'Text-to-image pipeline error.' instead of 400")
-
-
-@pytest.mark.xfail(strict=True, reason=LORA_PATHS_BUG)
 @pytest.mark.parametrize("target", target_params(["text-to-image"]))
 def test_lora_ids_that_are_paths_never_reach_files_outside_model_dir(target, model_dirs, tmp_path):
     # Its own server: a LoRA load that half-succeeds can leave adapters behind, which would change how the
@@ -359,10 +348,7 @@ def _concurrent_pairs(srv, target, rounds: int, stagger_s: float) -> list[tuple[
     return results
 
 
-@pytest.mark.parametrize("target", [
-    pytest.param(TARGETS["text-to-image"], id="text-to-image",
-                 marks=pytest.mark.xfail(strict=True, reason=TOKENIZER_RACE)),
-    *target_params(["audio-to-text", "llm"])])
+@pytest.mark.parametrize("target", target_params(["text-to-image", "audio-to-text", "llm"]))
 def test_concurrent_requests_share_no_tokenizer_state(target, servers):
     """Two slots tokenizing different inputs at once (with the window between a fast tokenizer's settings and
     its encode widened) all get a 200: no tokenizer state is shared between concurrent requests."""
