@@ -20,6 +20,27 @@ class NoopRunner(Runner):
             return schemas.ImageResponse(images=[schemas.Media(url=PIXEL, seed=request.seed or 0, nsfw=False)])
 
 
+def _bare_app():
+    """The baseline: the same body model and response on a plain FastAPI app (a sync endpoint, so FastAPI
+    runs it on its thread pool, as the SDK runs predict off the event loop), with no SDK around it."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.post("/text-to-image")
+    def text_to_image(params: schemas.TextToImageParams) -> schemas.ImageResponse:
+        return schemas.ImageResponse(images=[schemas.Media(url=PIXEL, seed=params.seed or 0, nsfw=False)])
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "IDLE"}
+
+    return app
+
+
+bare_app = _bare_app()
+
+
 class BusyRunner(NoopRunner):
     """Holds its slot for BUSY_S seconds in small steps, like a denoising loop (GIL released while sleeping)."""
 
