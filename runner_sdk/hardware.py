@@ -6,6 +6,8 @@ Keys are NVML indexes as strings; if NVML is missing or fails, the maps are empt
 from __future__ import annotations
 
 import logging
+import platform
+from pathlib import Path
 
 from .schemas import GPUComputeInfo, GPUUtilizationInfo
 
@@ -56,3 +58,14 @@ def gpu_stats() -> dict[str, GPUUtilizationInfo]:
     except Exception as exc:
         log.debug("NVML unavailable: %s", exc)
         return {}
+
+
+def cpu_name() -> str:
+    """The host CPU's model name (for naming the machine in benchmark results)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -29,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from runner_sdk.hardware import cpu_name  # noqa: E402
 from runners.audio_to_text.decode import decode_audio  # noqa: E402
 from runners.audio_to_text.testaudio import FORMATS, encode  # noqa: E402
 
@@ -77,15 +78,8 @@ def timed(fn, path: Path, repeats: int) -> tuple[list[float], list[float], objec
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}, Python {platform.python_version()}, PyAV {av.__version__}"
+    return (f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}, "
+            f"Python {platform.python_version()}, PyAV {av.__version__}")
 
 
 def main() -> int:

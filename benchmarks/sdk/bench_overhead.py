@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 
+from runner_sdk.hardware import cpu_name
 from runner_sdk.testing import free_port
 
 HERE = Path(__file__).resolve().parent
@@ -167,15 +168,7 @@ def bench_health_saturated(n: int, capacity: int, queue: int) -> dict:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+    return f"{os.cpu_count()} cores, {cpu_name()}, Python {platform.python_version()}"
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -25,22 +26,13 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from benchmarks.soak.loadgen import run_load  # noqa: E402
 from benchmarks.soak.targets import TARGETS, ServedProcess, unavailable  # noqa: E402
+from runner_sdk.hardware import cpu_name  # noqa: E402
 
 TOKEN = "soak-token-never-logged"
 
 
 def machine() -> str:
-    import os
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()}-core {platform.machine()} CPU ({cpu}), no GPU, Python {platform.python_version()}"
+    return f"{os.cpu_count()}-core {platform.machine()} CPU ({cpu_name()}), no GPU, Python {platform.python_version()}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import socket
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from ..aimodels.results import (
     ModelFigures,
     Throughput,
 )
+from ..hardware import cpu_name
 from ..registry import SYNTH, load_object
 from ..resolve import cache_folder
 from .measure import Measurement, measure, summary
@@ -81,13 +81,8 @@ def machine(device: str) -> Machine:
             mem = int(pynvml.nvmlDeviceGetMemoryInfo(h).total)
         except Exception:
             pass
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return Machine(gpu_name=name, gpu_memory_bytes=mem, host=f"{socket.gethostname()}: {os.cpu_count()} cores, {cpu}")
+    return Machine(gpu_name=name, gpu_memory_bytes=mem,
+                   host=f"{socket.gethostname()}: {os.cpu_count()} cores, {cpu_name()}")
 
 
 def run_bench(pipelines: list[str], out: Path, model_dir: Path, scale: str = "full", device: str = "auto",
