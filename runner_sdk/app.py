@@ -120,7 +120,8 @@ def create_app(runner_cls: type[Runner], settings: RunnerSettings) -> FastAPI:
         app.add_api_route(path, endpoint, methods=["GET"], response_model=model, operation_id=op,
                           summary=op.replace("_", " ").title())
         app.add_api_route(path + "/", endpoint, methods=["GET"], include_in_schema=False)
-    app.add_api_route("/metrics", _async(metrics), methods=["GET"], include_in_schema=False)
+    for path in ("/metrics", "/metrics/"):
+        app.add_api_route(path, _async(metrics), methods=["GET"], include_in_schema=False)
 
     # --- the generate route -----------------------------------------------------------------------
     async def generate(request: Request) -> Response:
@@ -134,15 +135,23 @@ def create_app(runner_cls: type[Runner], settings: RunnerSettings) -> FastAPI:
             if tmpdir is not None:
                 shutil.rmtree(tmpdir, ignore_errors=True)
 
+    has_check = runner_cls.check is not Runner.check  # skip the thread hop when there is nothing to check
+
     async def _execute(request: Request, body: pydantic.BaseModel, t0: float) -> Response:
-        host.capacity.admit()
-        host._sync_gauges()
         watcher = asyncio.ensure_future(_wait_disconnect(request))
         job = Job()
         try:
+            # A caller's error is a 400 before the request queues or takes a slot (a full runner must not
+            # turn it into `insufficient capacity`, which makes the gateway retry the bad request elsewhere).
+            # While the model loads there is no runner to ask yet: those requests are checked in their slot.
+            loaded = host.runner if host.ready else None
+            if has_check and loaded is not None:
+                await _race(asyncio.to_thread(loaded.check, body), watcher)
+            host.capacity.admit()
+            host._sync_gauges()
             runner = await _race(host.acquire(), watcher)  # holds a slot from here
             queue_s = time.perf_counter() - t0
-            if type(runner).check is not Runner.check:  # skip the thread hop when there is nothing to check
+            if has_check and loaded is None:
                 try:
                     await _race(asyncio.to_thread(runner.check, body), watcher)
                 except BaseException:
@@ -166,6 +175,11 @@ def create_app(runner_cls: type[Runner], settings: RunnerSettings) -> FastAPI:
             return error_response(500, "client disconnected")
         except JobCancelled:
             return error_response(500, "request cancelled")
+        except asyncio.CancelledError:
+            # The server cancels what is still running when its shutdown grace period ends. Stop the job and
+            # still answer JSON: uvicorn's own fallback is a plain-text 500, which go-livepeer cannot parse.
+            job.cancel()
+            return error_response(500, "runner shutting down")
         except RunnerError:
             raise
         except Exception as exc:

@@ -103,6 +103,11 @@ class RunnerHost:
         if self.runner is not None and self.capacity.in_flight == 0 and self.capacity.queued == 0:
             self.idle_reached = True
 
+    @property
+    def ready(self) -> bool:
+        """Loaded (successfully or not) and on the event loop's side of the hand-over."""
+        return self._ready is not None and self._ready.is_set()
+
     # --- health -----------------------------------------------------------------------------------
     def health_status(self) -> str:
         if self.error is not None:

@@ -173,3 +173,10 @@ class SlowImageRunner(FakeImageRunner):
 
     steps = 50
     step_s = 0.02
+
+
+class StuckImageRunner(FakeImageRunner):
+    """Twenty seconds per request: still running when a SIGTERM's graceful-shutdown window ends."""
+
+    steps = 1000
+    step_s = 0.02

@@ -124,3 +124,37 @@ def test_serve_process_drains_in_flight_request_on_sigterm(tmp_path):
             proc.kill()
         out = proc.stdout.read()
     assert "DEBUG" in out  # VERBOSE_LOGGING=1 enables debug logs
+
+
+def test_job_still_running_after_the_sigterm_grace_period_gets_a_json_500(tmp_path):
+    """uvicorn cancels what is left after its 6 s grace: the client still gets JSON, never plain text."""
+    port = free_port()
+    env = {"PIPELINE": "text-to-image", "MODEL_ID": "org/m", "MODEL_DIR": str(tmp_path),
+           "RUNNER_CLASS": "fakes:StuckImageRunner"}
+    proc = _serve(env, "--port", str(port), "--host", "127.0.0.1", "--device", "cpu")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/health").json()["status"] == "IDLE":
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        result: list = []
+        t = threading.Thread(target=lambda: result.append(
+            httpx.post(url + "/text-to-image", json={"prompt": "x", "width": 8, "height": 8}, timeout=30)))
+        t.start()
+        while httpx.get(url + "/health").json()["status"] != "OK":
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=8)  # go-livepeer's grace period
+        t.join()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    r = result[0]
+    assert r.status_code == 500 and r.headers["content-type"].startswith("application/json")
+    assert r.json() == {"detail": {"msg": "runner shutting down"}}

@@ -99,6 +99,24 @@ def test_capacity_plus_queue_accepted_next_refused(settings):
         assert info["in_flight"] == 0 and info["queued"] == 0
 
 
+def test_bad_request_is_a_400_even_when_every_slot_and_the_queue_are_full(settings):
+    """A caller's error is decided before admission: never `insufficient capacity` (which sends the gateway
+    retrying the same bad request at other orchestrators), and it never waits behind running jobs."""
+    cls = runner(steps=100, step_s=0.02)
+    with RunningServer(cls, settings(capacity=1, queue_size=0)) as srv:
+        results: list = []
+        busy = post_in_thread(srv.url + "/text-to-image", SMALL, results)
+        wait_for(lambda: srv.host.capacity.in_flight == 1)
+        bad = httpx.post(srv.url + "/text-to-image", json={**SMALL, "prompt": "   "})
+        assert bad.status_code == 400 and bad.json() == {"detail": {"msg": "Prompt must be provided."}}
+        assert srv.host.capacity.in_flight == 1  # answered while the one slot was still busy
+        full = httpx.post(srv.url + "/text-to-image", json=SMALL)
+        assert full.status_code == 500 and "insufficient capacity" in full.json()["detail"]["msg"]
+        busy.join()
+        assert [r.status_code for r in results] == [200]
+        assert srv.host.capacity.in_flight == 0 and srv.host.capacity.queued == 0
+
+
 def test_queued_client_disconnect_gives_its_place_back(settings):
     cls = runner(steps=100, step_s=0.02)
     with RunningServer(cls, settings(capacity=1, queue_size=1)) as srv:
