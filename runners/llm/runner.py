@@ -15,7 +15,7 @@ finish_reason is `length` when max_tokens cut the answer and `stop` otherwise.
 Env: MAX_MODEL_LEN (context window, default 8192, capped by the model's), QUANTIZE (int8 or int4, CUDA
 only, torchao), LLM_MAX_CHUNK_TOKENS (tokens merged into one stream delta when the reader lags, default 16),
 LLM_STATIC_CACHE=1 (static KV cache engine, static_engine.py), LLM_COMPILE=1 (that engine's decode step
-compiled with CUDA graphs; CUDA only; inductor cache under MODEL_DIR/.cache/torchinductor).
+compiled with CUDA graphs; CUDA only; inductor cache under MODEL_DIR/.compile-cache/inductor).
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from pydantic import Field, PrivateAttr
 
 from runner_sdk import BadRequest, Job, LoadContext, Runner, routes, schemas
+from runner_sdk.compile_cache import compile_cache_dir
 from runner_sdk.errors import JobCancelled
 from runner_sdk.resolve import resolve_snapshot
 from runner_sdk.settings import bool_word
@@ -126,11 +126,9 @@ class LLMRunner(Runner):
 
         if compile_decode:
             # Keep inductor's compiled kernels with the models, so a restarted container reuses them.
-            cache_dir = Path(ctx.settings.model_dir) / ".cache" / "torchinductor"
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir))
-            env.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
-            env.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
+            _cache, note = compile_cache_dir(ctx.settings.model_dir)
+            if note:
+                ctx.note(note)
         with ctx.phase("optimise"):
             engine = StaticEngine(self.model, self.device, max_batch=cap, eos_ids=self.eos_ids,
                                   max_len=self.context_len, compile_decode=compile_decode)

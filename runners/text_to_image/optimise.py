@@ -7,43 +7,21 @@
 - Both: refused. The operator guide says to choose one; stacking a cache of UNet features on a compiled
   UNet is untested upstream, so the runner enters ERROR with that advice rather than guess.
 
-torch.compile's caches (Inductor's FX graph and autotune caches) go under MODEL_DIR/.compile-cache unless
-TORCHINDUCTOR_CACHE_DIR is set, so a second cold start on the same volume reuses the compiled kernels.
+torch.compile's caches go where runner_sdk.compile_cache puts them: MODEL_DIR/.compile-cache unless
+TORCHINDUCTOR_CACHE_DIR is set (or MODEL_DIR is read-only), so a second cold start reuses the compiled kernels.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
+
+from runner_sdk.compile_cache import compile_cache_dir
 
 log = logging.getLogger("runner.text_to_image")
 
 BOTH_FLAGS = ("SFAST and DEEPCACHE are both set: choose one (the operator guide says to set only one "
               "optimization flag per model); unset one of them in aiModels.json optimization_flags")
-
-
-def compile_cache_dir(model_dir: Path) -> Path:
-    """Point Inductor's on-disk caches at MODEL_DIR (persistent) unless the operator chose a place."""
-    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    # torch itself writes its default (a temp folder) into the env once it has computed it: that is not
-    # the operator's choice.
-    if current and current != _torch_default_cache_dir():
-        return Path(current)
-    path = Path(model_dir) / ".compile-cache" / "inductor"
-    path.mkdir(parents=True, exist_ok=True)
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(path)
-    os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
-    os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
-    return path
-
-
-def _torch_default_cache_dir() -> str | None:
-    try:
-        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
-    except ImportError:
-        return None
-    return default_cache_dir()
 
 
 def stable_fast_available() -> bool:
@@ -71,11 +49,11 @@ def apply_sfast(pipe, model_dir: Path, compile_mode: str = "default", backend: s
         config.enable_cuda_graph = True  # as upstream: best for batch size 1
         pipe = compile(pipe, config)
         return pipe, "stable-fast" + (f" (with {', '.join(extras)})" if extras else "") + ", CUDA graphs"
-    cache = compile_cache_dir(model_dir)
+    cache, note = compile_cache_dir(model_dir)
     torch_compile(pipe.unet, compile_mode, backend)
     torch_compile(pipe.vae.decoder, compile_mode, backend)
     return pipe, (f"torch.compile (stable-fast not installed): UNet and VAE decoder, mode={compile_mode}, "
-                  f"backend={backend}, cache {cache}")
+                  f"backend={backend}, cache {cache}" + (f"; {note}" if note else ""))
 
 
 def torch_compile(module, mode: str, backend: str) -> None:

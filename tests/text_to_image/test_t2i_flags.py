@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from text_to_image.t2i_support import GENERIC, LIGHTNING, generate, info, png_image, serve
 
+from runner_sdk.compile_cache import compile_cache_dir
 from runners.text_to_image import optimise
 
 
@@ -70,7 +71,17 @@ def test_sfast_falls_back_to_torch_compile_and_says_so(model_dir, monkeypatch):
 
 def test_operator_chosen_compile_cache_is_kept(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
-    assert optimise.compile_cache_dir(tmp_path / "models") == tmp_path / "mine"
+    assert compile_cache_dir(tmp_path / "models") == (tmp_path / "mine", None)
+
+
+def test_unwritable_model_dir_falls_back_to_the_user_cache(tmp_path, monkeypatch):
+    # A folder that cannot be created even by root (its parent is a file) stands in for a `:ro` mount.
+    (tmp_path / "blocker").write_text("")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home-cache"))
+    path, note = compile_cache_dir(tmp_path / "blocker" / "models")
+    assert path == tmp_path / "home-cache" / "runner-sdk" / "inductor" and path.is_dir()
+    assert "not writable" in note and os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(path)
 
 
 @pytest.mark.parametrize("model_id", [GENERIC])
