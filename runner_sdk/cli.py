@@ -62,6 +62,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not settings.pipeline or not settings.model_id:
         log.error("PIPELINE and MODEL_ID must both be set")
         return 2
+    if args.runner and os.getcwd() not in sys.path and "" not in sys.path:
+        # A custom `module:Class` is looked up from the current folder, as uvicorn does for its app.
+        sys.path.insert(0, os.getcwd())
     try:
         cls = runner_class(settings.pipeline, args.runner)
     except (UnknownPipeline, ImportError) as exc:

@@ -2,6 +2,11 @@
 
 import base64
 import io
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -12,17 +17,24 @@ from safetensors.torch import save_file
 from examples.upscale.runner import ESPCN, UpscaleRunner
 from runner_sdk import RunnerSettings
 from runner_sdk.hfcache import install_snapshot
-from runner_sdk.testing import RunningServer
+from runner_sdk.testing import RunningServer, free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_upscale_runner_doubles_the_image(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def _install_weights(tmp_path: Path) -> ESPCN:
     torch.manual_seed(0)
     src = tmp_path / "src"
     src.mkdir()
     net = ESPCN()
     save_file(net.state_dict(), src / "model.safetensors")
     install_snapshot(src, tmp_path / "models", "acme/espcn-x2")
+    return net
+
+
+def test_upscale_runner_doubles_the_image(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    net = _install_weights(tmp_path)
 
     picture = Image.fromarray(np.random.default_rng(0).integers(0, 255, (12, 20, 3), dtype=np.uint8))
     png = io.BytesIO()
@@ -46,3 +58,29 @@ def test_upscale_runner_doubles_the_image(tmp_path, monkeypatch):
                          data={"prompt": "x"})
         assert bad.status_code == 400 and bad.json()["detail"]["msg"] == "Unsupported or malformed image."
         assert httpx.post(srv.url + "/upscale", data={"prompt": "x"}).status_code == 422
+
+
+def test_readme_command_serves_the_example_from_the_repo_root(tmp_path):
+    """The README's line, as an author types it: the console script, RUNNER_CLASS, run from the repo root."""
+    _install_weights(tmp_path)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(RUNNER_CLASS="examples.upscale.runner:UpscaleRunner", PIPELINE="upscale", MODEL_ID="acme/espcn-x2",
+               MODEL_DIR=str(tmp_path / "models"), HF_HUB_OFFLINE="1")
+    script = Path(sys.executable).parent / "runner-sdk"
+    proc = subprocess.Popen([str(script), "serve", "--device", "cpu", "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        status = None
+        while status != "IDLE":
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, status
+            try:
+                status = httpx.get(f"http://127.0.0.1:{port}/health").json()["status"]
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert httpx.get(f"http://127.0.0.1:{port}/version").json()["pipeline"] == "upscale"
+    finally:
+        proc.terminate()
+        proc.wait(10)
