@@ -160,7 +160,9 @@ class ServedProcess:
         self.target = target
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, **target.env, **(extra_env or {}),
+        # MALLOC_ARENA_MAX: glibc gives each new thread its own malloc arena (up to 8 per core), so RSS steps up
+        # whenever the thread pools grow; two arenas keep the RSS figure about requests, not thread counts.
+        self.env = {"MALLOC_ARENA_MAX": "2", **os.environ, **target.env, **(extra_env or {}),
                     "PIPELINE": target.pipeline, "MODEL_ID": target.model_id, "MODEL_DIR": str(model_dir),
                     "RUNNER_CLASS": target.served_spec, "HF_HUB_OFFLINE": "1",
                     "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
