@@ -70,7 +70,7 @@ class RunnerSettings(BaseSettings):
     @field_validator("verbose_logging", mode="before")
     @classmethod
     def _exactly_one(cls, v: object) -> bool:
-        return v is True or (isinstance(v, str) and v.strip() == "1")
+        return v is True or v == "1"  # upstream compares the raw value: " 1" is not "1"
 
     @field_validator("sfast", "deepcache", mode="before")
     @classmethod

@@ -213,7 +213,13 @@ class TextToImageRunner(Runner):
         ctx.note(f"VAE kept in {str(target).removeprefix('torch.')} (SDXL's VAE overflows in fp16)")
 
     def _load_safety_checker(self, model_dir: Path, device: str, dtype, ctx: LoadContext) -> None:
-        safety_device = self.options.safety_device or device
+        safety_device = (self.options.safety_device or device).strip().lower()  # upstream lower-cases it
+        if not _usable_device(safety_device):
+            # Upstream falls back to the default device rather than failing the load (contract 2).
+            msg = f"SAFETY_CHECKER_DEVICE={self.options.safety_device!r} is not a usable device: using {device}"
+            log.warning(msg)
+            ctx.note(msg)
+            safety_device = device
         try:
             self.safety = SafetyChecker.load(model_dir, safety_device,
                                              dtype if safety_device.startswith("cuda") else _float32())
@@ -397,6 +403,18 @@ def _sync(device: str) -> None:
         import torch
 
         torch.cuda.synchronize(device)
+
+
+def _usable_device(name: str) -> bool:
+    import torch
+
+    try:
+        parsed = torch.device(name)
+    except (RuntimeError, ValueError):
+        return False
+    if parsed.type == "cuda":
+        return torch.cuda.is_available() and (parsed.index or 0) < torch.cuda.device_count()
+    return parsed.type == "cpu"
 
 
 def _float32():

@@ -113,6 +113,16 @@ def test_safety_checker_absent_is_reported_and_nsfw_false(model_dir_without_safe
         assert image["url"].startswith("data:image/jpeg;base64,")  # the JPEG option
 
 
+@pytest.mark.parametrize("value", ["not-a-device", "cuda:7"])
+def test_unusable_safety_checker_device_falls_back_to_the_runner_device(model_dir, value):
+    with serve(GENERIC, model_dir, env={"SAFETY_CHECKER_DEVICE": value}) as srv:
+        facts = info(srv)
+        assert facts["status"] == "IDLE", facts["error"]
+        assert facts["runner"]["safety_checker"] == "loaded"
+        assert any(f"SAFETY_CHECKER_DEVICE={value!r} is not a usable device" in n for n in facts["notes"])
+        assert generate(srv, prompt="a cat", num_inference_steps=2, seed=1).status_code == 200
+
+
 def test_fp16_variant_choice(tmp_path):
     generic, lightning = classify(GENERIC), classify(LIGHTNING)
     both, fp16_only, fp32_only = tmp_path / "both", tmp_path / "fp16", tmp_path / "fp32"
