@@ -53,7 +53,9 @@ class RunnerSettings(BaseSettings):
         "auto", validation_alias=AliasChoices("RUNNER_DEVICE", "DEVICE", "device"),
         description="auto, cpu, cuda or cuda:N",
     )
-    capacity: int = Field(1, ge=1, validation_alias=AliasChoices("RUNNER_CAPACITY", "CAPACITY", "capacity"))
+    # MAX_NUM_SEQS: the stock LLM image's batch size, read as capacity when nothing more specific is set.
+    capacity: int = Field(1, ge=1, validation_alias=AliasChoices("RUNNER_CAPACITY", "CAPACITY", "MAX_NUM_SEQS",
+                                                                 "capacity"))
     queue_size: int = Field(
         4, ge=0, validation_alias=AliasChoices("RUNNER_QUEUE_SIZE", "QUEUE_SIZE", "queue_size"),
         description="requests waiting behind the capacity slots before 'insufficient capacity'",

@@ -42,6 +42,10 @@ from .detok import IncrementalDetokenizer
 from .engine import Engine, Sequence
 from .sampling import SamplingParams
 
+# The stock image's vLLM engine env (contract 2) that has no meaning here: said once at load, never silent.
+VLLM_ONLY_SETTINGS = ("GPU_MEMORY_UTILIZATION", "TENSOR_PARALLEL_SIZE", "PIPELINE_PARALLEL_SIZE",
+                      "MAX_NUM_BATCHED_TOKENS")
+
 log = logging.getLogger("runner.llm")
 
 ROLES = ("system", "user", "assistant")
@@ -73,9 +77,15 @@ class LLMRunner(Runner):
         s = ctx.settings
         cuda = self.device.startswith("cuda")
         quantize = os.environ.get("QUANTIZE", "").strip().lower()
+        if not quantize and bool_word(os.environ.get("USE_8BIT")):
+            quantize = "int8"  # the stock image's switch (vLLM 8-bit), read as our int8 weight-only
         if quantize not in ("", "none", "int8", "int4"):
             raise ValueError(f"QUANTIZE={quantize!r}: use int8 or int4")
         quantize = "" if quantize == "none" else quantize
+        for name in VLLM_ONLY_SETTINGS:
+            if os.environ.get(name):
+                ctx.note(f"{name} ignored: a vLLM engine setting of the stock image; this runner uses one device "
+                         "and batches up to RUNNER_CAPACITY (MAX_NUM_SEQS) sequences")
         with ctx.phase("resolve"):
             self.snapshot = resolve_snapshot(s.model_id, s.model_dir, allow_patterns=ALLOW_PATTERNS)
         # bf16 where the GPU has it (Ampere and later), fp16 on older cards, fp32 on the CPU.

@@ -246,6 +246,18 @@ def test_cuda_only_options_are_noted_on_the_cpu(llm_settings, monkeypatch):
         assert r.status_code == 200
 
 
+def test_stock_image_llm_settings_are_read_or_noted(llm_settings, monkeypatch):
+    """The stock image's env: USE_8BIT means int8 (noted as CUDA-only here), vLLM-only knobs are noted."""
+    monkeypatch.delenv("QUANTIZE", raising=False)
+    monkeypatch.setenv("USE_8BIT", "true")
+    monkeypatch.setenv("GPU_MEMORY_UTILIZATION", "0.9")
+    with RunningServer(LLMRunner, llm_settings(capacity=1)) as srv:
+        info = srv.host.info()
+        assert info["status"] == "IDLE"
+        notes = " ".join(info["notes"])
+        assert "QUANTIZE=int8 ignored" in notes and "GPU_MEMORY_UTILIZATION ignored" in notes
+
+
 def test_bad_quantize_value_is_an_error_state(llm_settings, monkeypatch):
     monkeypatch.setenv("QUANTIZE", "int3")
     with RunningServer(LLMRunner, llm_settings()) as srv:

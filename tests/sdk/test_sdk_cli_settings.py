@@ -158,3 +158,10 @@ def test_job_still_running_after_the_sigterm_grace_period_gets_a_json_500(tmp_pa
     r = result[0]
     assert r.status_code == 500 and r.headers["content-type"].startswith("application/json")
     assert r.json() == {"detail": {"msg": "runner shutting down"}}
+
+
+def test_stock_llm_max_num_seqs_is_capacity_unless_runner_capacity_is_set(monkeypatch):
+    monkeypatch.setenv("MAX_NUM_SEQS", "8")
+    assert RunnerSettings().capacity == 8
+    monkeypatch.setenv("RUNNER_CAPACITY", "2")
+    assert RunnerSettings().capacity == 2
