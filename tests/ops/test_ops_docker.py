@@ -26,7 +26,8 @@ from runner_sdk.testing import RunningServer
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "docker" / "Dockerfile"
-TARGETS = {"text-to-image": "text-to-image", "audio-to-text": "audio-to-text", "llm": "llm",
+# Each target's extras: its runner's, plus torchao for the LLM's QUANTIZE (it does not pull torch).
+TARGETS = {"text-to-image": "text-to-image", "audio-to-text": "audio-to-text", "llm": "llm,llm-quant",
            "text-to-image-sfast": "text-to-image"}
 # Env the images set that are not RunnerSettings fields: Python, pip, Hugging Face and CUDA settings.
 NON_SETTINGS_ENV = {"PATH", "PYTHONUNBUFFERED", "PIP_NO_CACHE_DIR", "PIP_DISABLE_PIP_VERSION_CHECK", "HF_HUB_CACHE",
@@ -128,7 +129,7 @@ def test_hadolint_would_catch_a_problem(tmp_path):
 def test_target_env_and_port_match_settings(target, monkeypatch):
     image = effective(target)
     env = image["env"]
-    pipeline = TARGETS[target]
+    pipeline = TARGETS[target].split(",")[0]
     assert env["PIPELINE"] == pipeline and pipeline in PIPELINES
     assert env["MODEL_ID"]
     defaults = RunnerSettings.model_fields
@@ -161,7 +162,7 @@ def test_target_installs_only_its_extra_and_runs_as_non_root(target):
     installs = [r for r in image["run"] if "pip install" in r and "/src[" in r]
     assert len(installs) == 1
     assert re.findall(r"/src\[([^\]]+)\]", installs[0]) == [TARGETS[target]]
-    assert TARGETS[target] in pyproject["project"]["optional-dependencies"]
+    assert all(extra in pyproject["project"]["optional-dependencies"] for extra in TARGETS[target].split(","))
     assert any("torch==" in r for r in image["run"]), "torch must be pinned before the extra resolves"
     uid = image["user"].split(":")[0]
     assert uid.isdigit() and uid != "0"
