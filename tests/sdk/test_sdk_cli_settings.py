@@ -91,10 +91,12 @@ def test_serve_refuses_bad_pipeline_or_model_unbound(env):
     assert "PIPELINE" in out or "pipeline" in out
 
 
-def test_serve_process_drains_in_flight_request_on_sigterm(tmp_path):
+def _sigterm_mid_request(tmp_path, runner_spec: str, **extra_env: str) -> tuple[httpx.Response, float, str]:
+    """Serve `runner_spec` in its own process, start one request, SIGTERM once it runs; returns the
+    request's response, seconds from SIGTERM to exit, and the process output."""
     port = free_port()
-    env = {"PIPELINE": "text-to-image", "MODEL_ID": "org/m", "MODEL_DIR": str(tmp_path),
-           "RUNNER_CLASS": "fakes:SlowImageRunner", "VERBOSE_LOGGING": "1"}
+    env = {"PIPELINE": "text-to-image", "MODEL_ID": "org/m", "MODEL_DIR": str(tmp_path), "RUNNER_CLASS": runner_spec,
+           **extra_env}
     proc = _serve(env, "--port", str(port), "--host", "127.0.0.1", "--device", "cpu")
     url = f"http://127.0.0.1:{port}"
     try:
@@ -116,48 +118,28 @@ def test_serve_process_drains_in_flight_request_on_sigterm(tmp_path):
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=8)  # go-livepeer's grace period
+        exit_s = time.monotonic() - t0
         t.join()
-        assert result[0].status_code == 200  # the in-flight request finished before exit
-        assert time.monotonic() - t0 < 8
     finally:
         if proc.poll() is None:
             proc.kill()
         out = proc.stdout.read()
+    return result[0], exit_s, out
+
+
+def test_serve_process_drains_in_flight_request_on_sigterm(tmp_path):
+    response, exit_s, out = _sigterm_mid_request(tmp_path, "fakes:SlowImageRunner", VERBOSE_LOGGING="1")
+    assert response.status_code == 200  # the in-flight request finished before exit
+    assert exit_s < 8
     assert "DEBUG" in out  # VERBOSE_LOGGING=1 enables debug logs
 
 
 def test_job_still_running_after_the_sigterm_grace_period_gets_a_json_500(tmp_path):
     """uvicorn cancels what is left after its 6 s grace: the client still gets JSON, never plain text."""
-    port = free_port()
-    env = {"PIPELINE": "text-to-image", "MODEL_ID": "org/m", "MODEL_DIR": str(tmp_path),
-           "RUNNER_CLASS": "fakes:StuckImageRunner"}
-    proc = _serve(env, "--port", str(port), "--host", "127.0.0.1", "--device", "cpu")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/health").json()["status"] == "IDLE":
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.05)
-        result: list = []
-        t = threading.Thread(target=lambda: result.append(
-            httpx.post(url + "/text-to-image", json={"prompt": "x", "width": 8, "height": 8}, timeout=30)))
-        t.start()
-        while httpx.get(url + "/health").json()["status"] != "OK":
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=8)  # go-livepeer's grace period
-        t.join()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    r = result[0]
+    r, exit_s, _out = _sigterm_mid_request(tmp_path, "fakes:StuckImageRunner")
     assert r.status_code == 500 and r.headers["content-type"].startswith("application/json")
     assert r.json() == {"detail": {"msg": "runner shutting down"}}
+    assert exit_s < 8
 
 
 def test_stock_llm_max_num_seqs_is_capacity_unless_runner_capacity_is_set(monkeypatch):
