@@ -15,7 +15,7 @@ from contextlib import ExitStack
 
 from fakes import FakeAudioRunner, FakeImageRunner, FakeLLMRunner
 
-from runner_sdk import Job, schemas
+from runner_sdk import BadRequest, Job, schemas
 
 
 def _step_s(default: float) -> float:
@@ -25,10 +25,17 @@ def _step_s(default: float) -> float:
 class FakeImage(FakeImageRunner):
     steps = 5
     step_s = 0.01
+    max_pixels = 512 * 512  # like the real runner's T2I_MAX_PIXELS: fuzzed sizes stay cheap to draw
 
     def setup(self, ctx):
         super().setup(ctx)
         type(self).step_s = _step_s(self.step_s)
+
+    def check(self, request: schemas.TextToImageParams) -> None:
+        super().check(request)
+        images = request.num_images_per_prompt
+        if min(request.width, request.height, images) <= 0 or request.width * request.height * images > self.max_pixels:
+            raise BadRequest(f"width x height x images must be positive and at most {self.max_pixels}")
 
 
 class FakeAudio(FakeAudioRunner):
