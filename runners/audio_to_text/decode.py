@@ -5,7 +5,8 @@ Upstream quirks this avoids (contract 11):
 - Q9: the resampler may return no frame for a short first input frame (MP3 encoder-delay trimming); we
   iterate over whatever it returns instead of indexing `[0]`.
 - Q10: the resampler is flushed at the end of the stream, so its buffered tail is kept.
-- Q11: only the first audio stream is decoded; a multi-track file is not transcribed twice.
+- Q11: one audio stream is decoded (FFmpeg's best; the next if it holds nothing): a multi-track file is
+  not transcribed twice.
 
 The format is sniffed from the bytes alone (contract 6): go-livepeer names the part `audio` with no
 extension, and a user's filename may lie. FFmpeg's prober also scores a file's extension, so the file is
@@ -15,6 +16,7 @@ handed to it as a file object without a name.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,16 +149,48 @@ def _exact_length(stream: av.audio.stream.AudioStream, decoded: int, sample_rate
     return expected if 0 < excess <= max_trim and frame else decoded
 
 
-def decode_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, max_seconds: float | None = None) -> DecodedAudio:
-    """All samples of the first audio stream of `path`, as float32 mono at `sample_rate`.
+# Below this input rate a packet is not speech but an amplification attack: a few bytes at 1 Hz resample to
+# minutes of 16 kHz samples.
+MIN_INPUT_RATE = 1_000
+CANCEL_CHECK_PACKETS = 64  # how often decoding asks whether its job was cancelled
+
+
+def decode_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, max_seconds: float | None = None,
+                 check_cancelled: Callable[[], None] | None = None) -> DecodedAudio:
+    """All samples of one audio stream of `path` (FFmpeg's best one, or the next that holds audio), as
+    float32 mono at `sample_rate`, non-finite values zeroed and clipped to [-1, 1].
 
     Raises UnsupportedAudio (415) when FFmpeg cannot open the file, it has no audio stream, or no audio
-    comes out of it; AudioTooLong when more than `max_seconds` decode (checked while decoding, so a tiny
-    file that expands to hours of audio is stopped before it fills memory).
+    comes out of it; AudioTooLong when more than `max_seconds` would decode (checked before each frame is
+    resampled, so a tiny file that expands to hours of audio is stopped before it fills memory).
+    `check_cancelled` (e.g. `job.step`) is called every few packets and may raise to stop decoding.
     """
     path = Path(path)
     if path.stat().st_size == 0:
         raise UnsupportedAudio("empty file")
+    with open(path, "rb") as fh:
+        container = _open(fh)
+        with container:
+            audio = list(container.streams.audio)
+            if not audio:
+                raise UnsupportedAudio(f"no audio stream in {container.format.name}")
+            best = container.streams.best("audio") or audio[0]
+            order = [best.index] + [s.index for s in audio if s.index != best.index]
+    # Q11: one stream is transcribed; a first track that holds nothing falls through to the next.
+    for position, index in enumerate(order):
+        try:
+            return _decode_stream(path, index, sample_rate, max_seconds, check_cancelled)
+        except _NoSamples as exc:
+            if position == len(order) - 1:
+                raise UnsupportedAudio(str(exc)) from None
+
+
+class _NoSamples(Exception):
+    pass
+
+
+def _decode_stream(path: Path, index: int, sample_rate: int, max_seconds: float | None,
+                   check_cancelled: Callable[[], None] | None) -> DecodedAudio:
     max_samples = None if max_seconds is None else int(max_seconds * sample_rate)
     pieces: list[np.ndarray] = []
     total = 0
@@ -165,9 +199,7 @@ def decode_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, max_seconds: 
     with open(path, "rb") as fh:
         container = _open(fh)
         with container:
-            if not container.streams.audio:
-                raise UnsupportedAudio(f"no audio stream in {container.format.name}")
-            stream = container.streams.audio[0]  # Q11
+            stream = container.streams.audio[[s.index for s in container.streams.audio].index(index)]
             resampler = _Resampler(sample_rate)
 
             def take(arrays: list[np.ndarray]) -> None:
@@ -178,9 +210,21 @@ def decode_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, max_seconds: 
                 if max_samples is not None and total > max_samples:
                     raise AudioTooLong(max_seconds)
 
+            def admit(frame: av.AudioFrame) -> None:
+                if frame.sample_rate and frame.sample_rate < MIN_INPUT_RATE:
+                    raise UnsupportedAudio(f"input sample rate {frame.sample_rate} Hz is below {MIN_INPUT_RATE} Hz")
+                # What this frame will resample to, before the resampler allocates it.
+                if max_samples is not None and frame.sample_rate:
+                    if total + frame.samples * sample_rate // frame.sample_rate > max_samples + sample_rate:
+                        raise AudioTooLong(max_seconds)
+
+            packets = 0
             try:
                 # demux() ends with an empty packet per stream, whose decode() drains the decoder.
                 for packet in container.demux(stream):
+                    packets += 1
+                    if check_cancelled is not None and packets % CANCEL_CHECK_PACKETS == 0:
+                        check_cancelled()
                     try:
                         frames = packet.decode()
                     except av.error.InvalidDataError:
@@ -188,6 +232,7 @@ def decode_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, max_seconds: 
                         continue
                     decoded_packets += packet.size > 0
                     for frame in frames:
+                        admit(frame)
                         take(resampler.push(frame))
             except av.FFmpegError as exc:
                 # A demuxer error before any audio is a malformed file; after some audio (a truncated
@@ -200,14 +245,29 @@ def decode_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, max_seconds: 
             fmt = container.format.name
             keep = _exact_length(stream, total, sample_rate)
     if total == 0:
-        raise UnsupportedAudio(f"no audio decoded from {fmt}/{codec}")
+        raise _NoSamples(f"no audio decoded from {fmt}/{codec}")
     if skipped > decoded_packets:
         # Noise that happens to hold a few frame headers (random bytes "are" MP3 now and then): a real file,
         # even a damaged one, decodes far more packets than it loses.
         raise UnsupportedAudio(f"mostly undecodable: {skipped} bad and {decoded_packets} good {codec} packets")
     if skipped:
         log.warning("skipped %d undecodable %s packets", skipped, codec)
-    samples = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
-    samples = samples[:keep]
-    return DecodedAudio(samples=np.ascontiguousarray(samples, dtype=np.float32), container=fmt, codec=codec,
-                        skipped_packets=skipped)
+    return DecodedAudio(samples=_join(pieces, keep), container=fmt, codec=codec, skipped_packets=skipped)
+
+
+def _join(pieces: list[np.ndarray], keep: int) -> np.ndarray:
+    """One float32 array of the first `keep` samples, freeing each piece once copied (np.concatenate would
+    hold every piece and the result at once: twice the audio at the peak)."""
+    out = np.empty(keep, dtype=np.float32)
+    at = 0
+    pieces.reverse()
+    while pieces and at < keep:
+        piece = pieces.pop()
+        n = min(len(piece), keep - at)
+        out[at:at + n] = piece[:n]
+        at += n
+    pieces.clear()
+    if not np.isfinite(out).all():  # a float WAV may carry NaN or Inf: the model must not see them
+        np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    np.clip(out, -1.0, 1.0, out=out)
+    return out

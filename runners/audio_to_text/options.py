@@ -40,7 +40,7 @@ def parse_metadata_duration(metadata: str) -> float | None:
         return None
     try:
         data = json.loads(metadata)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # bad JSON, a number past int()'s digit limit, deep nesting
         raise BadRequest("Invalid metadata: not valid JSON.") from None
     if data is None:
         return None
@@ -53,7 +53,7 @@ def parse_metadata_duration(metadata: str) -> float | None:
         raise BadRequest(DURATION_MESSAGE)
     try:
         duration = float(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer too large for a float
         raise BadRequest(DURATION_MESSAGE) from None
     if not math.isfinite(duration):
         raise BadRequest(DURATION_MESSAGE)

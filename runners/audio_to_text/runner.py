@@ -26,8 +26,14 @@ import numpy as np
 from runner_sdk import BadRequest, Job, JobCancelled, LoadContext, Runner, RunnerError, routes, schemas
 from runner_sdk.resolve import resolve_snapshot
 
-from .decode import UNSUPPORTED_MESSAGE, AudioTooLong, UnsupportedAudio, decode_audio
-from .options import WORD_LIMIT_S, parse_metadata_duration, parse_return_timestamps, word_limit_message
+from .decode import UNSUPPORTED_MESSAGE, AudioTooLong, DecodedAudio, UnsupportedAudio, decode_audio
+from .options import (
+    WORD_LIMIT_S,
+    Timestamps,
+    parse_metadata_duration,
+    parse_return_timestamps,
+    word_limit_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -133,35 +139,39 @@ class AudioToTextRunner(Runner):
     def predict(self, request: schemas.AudioToTextForm, job: Job) -> schemas.TextResponse:
         timestamps = parse_return_timestamps(request.return_timestamps)
         upload = request.files["audio"]
-        with job.stage("decode"):
-            try:
-                audio = decode_audio(upload.path, max_seconds=self.max_audio_s)
-            except UnsupportedAudio as exc:
-                log.info("415 for a %d-byte upload: %s", upload.size, exc.why)
-                raise RunnerError(415, UNSUPPORTED_MESSAGE) from None
-            except AudioTooLong as exc:
-                raise BadRequest(str(exc)) from None
-        # Q12: the decoded length decides, not the (integer-truncated) metadata duration.
-        if timestamps == "word" and audio.duration_s > WORD_LIMIT_S:
-            raise BadRequest(word_limit_message(self.settings.model_id))
-        job.step()
-        with job.stage("transcribe"):
-            try:
-                result = self.engine.transcribe(audio.samples, timestamps, job)
-            except JobCancelled:
-                self._count(cancelled=1)
-                raise
-            except RunnerError:
-                raise
-            except Exception as exc:
-                if type(exc).__name__ == "OutOfMemoryError":
-                    raise  # the SDK frees the cache and answers 500 "GPU out of memory."
-                log.exception("transcription failed")
-                raise RunnerError(400, f"Error during model execution: {exc}.") from exc
+        try:
+            with job.stage("decode"):
+                try:
+                    audio = decode_audio(upload.path, max_seconds=self.max_audio_s, check_cancelled=job.step)
+                except UnsupportedAudio as exc:
+                    log.info("415 for a %d-byte upload: %s", upload.size, exc.why)
+                    raise RunnerError(415, UNSUPPORTED_MESSAGE) from None
+                except AudioTooLong as exc:
+                    raise BadRequest(str(exc)) from None
+            # Q12: the decoded length decides, not the (integer-truncated) metadata duration.
+            if timestamps == "word" and audio.duration_s > WORD_LIMIT_S:
+                raise BadRequest(word_limit_message(self.settings.model_id))
+            job.step()
+            with job.stage("transcribe"):
+                result = self._transcribe(audio, timestamps, job)
+        except JobCancelled:
+            self._count(cancelled=1)
+            raise
         self._count(transcribed=1, audio_s=audio.duration_s,
                     **{"chunked" if result.windows > 1 else "sequential": 1})
         chunks = [schemas.Chunk(timestamp=list(c["timestamp"]), text=c["text"]) for c in result.chunks]
         return schemas.TextResponse(text=result.text, chunks=chunks)
+
+    def _transcribe(self, audio: DecodedAudio, timestamps: Timestamps, job: Job):
+        try:
+            return self.engine.transcribe(audio.samples, timestamps, job)
+        except (RunnerError, JobCancelled):
+            raise
+        except Exception as exc:
+            if type(exc).__name__ == "OutOfMemoryError":
+                raise  # the SDK frees the cache and answers 500 "GPU out of memory."
+            log.exception("transcription failed")
+            raise RunnerError(400, f"Error during model execution: {exc}.") from exc
 
     # --- reporting --------------------------------------------------------------------------------
     def _count(self, **amounts: float) -> None:

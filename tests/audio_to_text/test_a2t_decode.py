@@ -147,3 +147,86 @@ def test_a2t_random_bytes_are_never_audio(seed, tmp_path):
         path.write_bytes(head + data)
         with pytest.raises(UnsupportedAudio):
             decode_audio(path)
+
+
+def _float_wav(samples: np.ndarray, rate: int, path) -> None:
+    """An IEEE-float WAV (format 3), written by hand: it can carry NaN and Inf, as a careless encoder's can."""
+    import struct
+
+    data = samples.astype("<f4").tobytes()
+    fmt = struct.pack("<HHIIHH", 3, 1, rate, rate * 4, 4, 32)
+    path.write_bytes(b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + len(data)) + b"WAVE"
+                     + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data)
+
+
+def test_a2t_non_finite_samples_never_reach_the_model(tmp_path):
+    wave = tone(1.0)
+    wave[100:200], wave[300], wave[400] = np.nan, np.inf, -3e38
+    _float_wav(wave, SAMPLE_RATE, tmp_path / "audio")
+    samples = decode_audio(tmp_path / "audio").samples
+    assert np.isfinite(samples).all() and np.abs(samples).max() <= 1.0
+    assert len(samples) == len(wave)
+
+
+def test_a2t_tiny_low_rate_file_is_refused_before_it_expands(tmp_path):
+    """A few KB at 1 Hz would resample to hours of 16 kHz audio (gigabytes): refused as not speech."""
+    _float_wav(np.zeros(4000, dtype=np.float32), 1, tmp_path / "audio")
+    with pytest.raises(UnsupportedAudio, match="sample rate 1 Hz"):
+        decode_audio(tmp_path / "audio", max_seconds=14_400)
+
+
+def _one_packet_mkv(samples: np.ndarray, rate: int, path) -> None:
+    """PCM in Matroska as a single packet: the decoder hands it over as one frame."""
+    from fractions import Fraction
+
+    with av.open(str(path), "w", format="matroska") as out:
+        stream = out.add_stream("pcm_s16le", rate=rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray((samples * 20000).astype(np.int16)[None], format="s16", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = rate, 0, Fraction(1, rate)
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+
+
+def test_a2t_duration_limit_is_checked_before_a_frame_is_resampled(tmp_path, monkeypatch):
+    """One frame worth 20 s against a 2 s budget: refused before the resampler allocates its output."""
+    from runners.audio_to_text import decode
+
+    _one_packet_mkv(tone(20.0, rate=8000), 8000, tmp_path / "audio")
+    pushed: list[int] = []
+    real_push = decode._Resampler.push
+    monkeypatch.setattr(decode._Resampler, "push", lambda self, frame: pushed.append(frame.samples) or real_push(self, frame))
+    with pytest.raises(AudioTooLong):
+        decode_audio(tmp_path / "audio", max_seconds=2)
+    assert pushed == []
+    assert abs(decode_audio(tmp_path / "audio").duration_s - 20.0) <= 0.010  # without the limit it decodes
+
+
+def test_a2t_an_empty_first_track_falls_through_to_the_one_with_audio(tmp_path):
+    from fractions import Fraction
+
+    path = tmp_path / "audio"
+    with av.open(str(path), "w", format="matroska") as out:
+        streams = [out.add_stream("pcm_s16le", rate=SAMPLE_RATE, layout="mono") for _ in range(2)]
+        pcm = (tone(1.0) * 20000).astype(np.int16)
+        for i in range(0, len(pcm), 1024):
+            frame = av.AudioFrame.from_ndarray(pcm[None, i:i + 1024], format="s16", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = SAMPLE_RATE, i, Fraction(1, SAMPLE_RATE)
+            for packet in streams[1].encode(frame):
+                out.mux(packet)
+        for packet in streams[1].encode(None):
+            out.mux(packet)
+    decoded = decode_audio(path)
+    assert abs(decoded.duration_s - 1.0) <= 0.010
+
+
+def test_a2t_decoding_stops_when_its_job_is_cancelled(tmp_path):
+    path = encode(tone(60.0), SAMPLE_RATE, "mp3", tmp_path / "audio")
+    calls = []
+
+    def cancelled() -> None:
+        calls.append(1)
+        raise RuntimeError("cancelled")
+
+    with pytest.raises(RuntimeError, match="cancelled"):
+        decode_audio(path, check_cancelled=cancelled)
+    assert calls == [1]  # the first check stops it

@@ -133,6 +133,9 @@ def test_a2t_metadata_accepted(metadata, a2t_server, audio_files, post_audio):
     ('{"duration":"long"}', "Unable to calculate duration of file"),
     ('{"duration":[3]}', "Unable to calculate duration of file"),
     ('{"duration":"nan"}', "Unable to calculate duration of file"),
+    ('{"duration":1' + "0" * 400 + "}", "Unable to calculate duration of file"),  # too large for a float
+    ('{"duration":' + "9" * 5000 + "}", "Invalid metadata: not valid JSON."),  # past int()'s digit limit
+    ("[" * 100_000, "Invalid metadata: not valid JSON."),  # nesting past the JSON decoder's stack
 ])
 def test_a2t_bad_metadata_is_400(metadata, msg, a2t_server, audio_files, post_audio):
     r = post_audio(a2t_server, audio_files("wav", 1.0), metadata=metadata)
