@@ -164,6 +164,8 @@ def create_app(runner_cls: type[Runner], settings: RunnerSettings) -> FastAPI:
                 result = await _race(asyncio.shield(fut), watcher)
             except _Gone:
                 job.cancel()  # stops at its next step; the slot frees when the thread returns
+                # Nobody awaits it now: take its JobCancelled so asyncio does not log it as never retrieved.
+                fut.add_done_callback(lambda f: f.cancelled() or f.exception())
                 raise
             host.requests_served += 1
             with job.stage("encode_json"):

@@ -1,7 +1,7 @@
 """Streaming multipart/form-data parsing with a per-file size limit.
 
-File parts are written to a temporary directory as they arrive, so an upload is never held whole in
-memory. A file over the limit stops being written but the body is still drained, so Go's HTTP client
+The route's file parts (the first of each name) are written to a temporary directory as they arrive, so an
+upload is never held whole in memory; any other file part is drained without being stored. A file over the limit stops being written but the body is still drained, so Go's HTTP client
 reads our 413 instead of a broken pipe (Q16). Text parts are small and kept as strings.
 """
 
@@ -46,7 +46,7 @@ async def parse_multipart(request: Request, file_parts: tuple[str, ...], tmpdir:
     state: dict = {"headers": {}, "field": b"", "value": b"", "part": None}
 
     def on_part_begin() -> None:
-        state.update(headers={}, part=None, text=bytearray(), fh=None, size=0, over=False)
+        state.update(headers={}, part=None, text=bytearray(), fh=None, size=0, over=False, discard=False)
         state["count"] = state.get("count", 0) + 1
         if state["count"] > MAX_PARTS:
             raise MultipartError(f"more than {MAX_PARTS} parts")
@@ -66,7 +66,11 @@ async def parse_multipart(request: Request, file_parts: tuple[str, ...], tmpdir:
         name = opts.get(b"name", b"").decode("utf-8", "replace")
         filename = opts.get(b"filename")
         state["part"] = name
-        if name in file_parts or filename is not None:
+        if (filename is not None and name not in file_parts) or name in form.files or name in form.oversized:
+            # A file the route does not read, or a repeat of one it has (the first wins, like Starlette's
+            # form.get()): drained, never written to disk.
+            state["discard"] = True
+        elif name in file_parts:
             index = len(form.files) + len(form.oversized)
             path = tmpdir / f"part-{index}"
             state["fh"] = open(path, "wb")  # noqa: SIM115 (closed in on_part_end or by the caller's cleanup)
@@ -76,6 +80,8 @@ async def parse_multipart(request: Request, file_parts: tuple[str, ...], tmpdir:
                 path=path, size=0)
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
+        if state["discard"]:
+            return
         chunk = data[start:end]
         if state["fh"] is None:
             state["text"] += chunk
@@ -93,11 +99,13 @@ async def parse_multipart(request: Request, file_parts: tuple[str, ...], tmpdir:
 
     def on_part_end() -> None:
         name = state["part"]
+        if state["discard"]:
+            return
         if state["fh"] is not None:
             state["fh"].close()
             if state["over"]:
                 form.oversized.append(name)
-            elif name not in form.files:  # first part of a name wins, like Starlette's form.get()
+            else:
                 state["file"].size = state["size"]
                 form.files[name] = state["file"]
         elif name not in form.fields:

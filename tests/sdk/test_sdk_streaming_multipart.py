@@ -106,3 +106,22 @@ def test_multipart_upload_streams_to_disk_and_413_over_limit(settings):
         assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == ["body", "audio"]
         as_json = httpx.post(url, json={"audio": "x"})
         assert as_json.status_code == 422
+
+
+def test_only_the_routes_file_part_is_stored_and_the_first_of_its_name_wins(settings):
+    """Other file parts (any name, any size) and repeats of `audio` are drained, never written to disk."""
+
+    class Spooled(FakeAudioRunner):
+        def predict(self, request, job):
+            type(self).spooled = sorted(p.name for p in request.files["audio"].path.parent.iterdir())
+            return super().predict(request, job)
+
+    limited = type("Audio", (Spooled,), {"route": dataclasses.replace(routes.AUDIO_TO_TEXT, max_file_bytes=1000)})
+    with RunningServer(limited, settings(pipeline="audio-to-text", model_id="openai/whisper-large-v3")) as srv:
+        files = [("junk1", ("a.bin", b"\x07" * 5000, "application/octet-stream")),
+                 ("audio", ("audio", b"\x01\x02\x03", "application/octet-stream")),
+                 ("audio", ("audio", b"\x09" * 5000, "application/octet-stream")),  # oversized repeat: ignored
+                 ("junk2", ("b.bin", b"\x08" * 5000, "application/octet-stream"))]
+        r = httpx.post(srv.url + "/audio-to-text", files=files)
+        assert r.status_code == 200 and r.json()["text"].startswith("3:010203:"), r.text
+        assert limited.spooled == ["part-0"]
