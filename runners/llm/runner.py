@@ -13,7 +13,7 @@ as templated, completion tokens as generated, the stop token included), then a f
 finish_reason is `length` when max_tokens cut the answer and `stop` otherwise.
 
 Env: MAX_MODEL_LEN (context window, default 8192, capped by the model's), QUANTIZE (int8 or int4, CUDA
-only, torchao), LLM_MAX_CHUNK_TOKENS (tokens merged into one stream delta when the reader lags, default 16),
+only, torchao), LLM_MAX_CHUNK_TOKENS (tokens merged into one stream delta when several are ready at once, default 16),
 LLM_STATIC_CACHE=1 (static KV cache engine, static_engine.py), LLM_COMPILE=1 (that engine's decode step
 compiled with CUDA graphs; CUDA only; inductor cache under MODEL_DIR/.compile-cache/inductor).
 """
