@@ -1,8 +1,9 @@
 """Streaming multipart/form-data parsing with a per-file size limit.
 
 The route's file parts (the first of each name) are written to a temporary directory as they arrive, so an
-upload is never held whole in memory; any other file part is drained without being stored. A file over the limit stops being written but the body is still drained, so Go's HTTP client
-reads our 413 instead of a broken pipe (Q16). Text parts are small and kept as strings.
+upload is never held whole in memory; any other file part is drained without being stored. A file over the
+limit stops being written but the body is still drained, so Go's HTTP client reads our 413 instead of a
+broken pipe (Q16). Text parts are small and kept as strings.
 """
 
 from __future__ import annotations

@@ -168,82 +168,83 @@ def decode_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, max_seconds: 
     path = Path(path)
     if path.stat().st_size == 0:
         raise UnsupportedAudio("empty file")
-    with open(path, "rb") as fh:
-        container = _open(fh)
-        with container:
-            audio = list(container.streams.audio)
-            if not audio:
-                raise UnsupportedAudio(f"no audio stream in {container.format.name}")
-            best = container.streams.best("audio") or audio[0]
-            order = [best.index] + [s.index for s in audio if s.index != best.index]
-    # Q11: one stream is transcribed; a first track that holds nothing falls through to the next.
-    for position, index in enumerate(order):
+    with open(path, "rb") as fh, _open(fh) as container:
+        audio = list(container.streams.audio)
+        if not audio:
+            raise UnsupportedAudio(f"no audio stream in {container.format.name}")
+        best = container.streams.best("audio") or audio[0]
+        others = [s.index for s in audio if s.index != best.index]
         try:
-            return _decode_stream(path, index, sample_rate, max_seconds, check_cancelled)
+            return _decode_stream(container, best, sample_rate, max_seconds, check_cancelled)
         except _NoSamples as exc:
-            if position == len(order) - 1:
-                raise UnsupportedAudio(str(exc)) from None
+            error = exc
+    # Q11: one stream is transcribed; a best track that holds nothing falls through to the next, each read
+    # by a fresh demuxer (the rare case: the common one opens and probes the file once).
+    for index in others:
+        with open(path, "rb") as fh, _open(fh) as container:
+            stream = next(s for s in container.streams.audio if s.index == index)
+            try:
+                return _decode_stream(container, stream, sample_rate, max_seconds, check_cancelled)
+            except _NoSamples as exc:
+                error = exc
+    raise UnsupportedAudio(str(error))
 
 
 class _NoSamples(Exception):
     pass
 
 
-def _decode_stream(path: Path, index: int, sample_rate: int, max_seconds: float | None,
-                   check_cancelled: Callable[[], None] | None) -> DecodedAudio:
+def _decode_stream(container: av.container.InputContainer, stream: av.audio.stream.AudioStream, sample_rate: int,
+                   max_seconds: float | None, check_cancelled: Callable[[], None] | None) -> DecodedAudio:
     max_samples = None if max_seconds is None else int(max_seconds * sample_rate)
     pieces: list[np.ndarray] = []
     total = 0
     skipped = 0
     decoded_packets = 0
-    with open(path, "rb") as fh:
-        container = _open(fh)
-        with container:
-            stream = container.streams.audio[[s.index for s in container.streams.audio].index(index)]
-            resampler = _Resampler(sample_rate)
+    resampler = _Resampler(sample_rate)
 
-            def take(arrays: list[np.ndarray]) -> None:
-                nonlocal total
-                for a in arrays:
-                    pieces.append(a)
-                    total += len(a)
-                if max_samples is not None and total > max_samples:
-                    raise AudioTooLong(max_seconds)
+    def take(arrays: list[np.ndarray]) -> None:
+        nonlocal total
+        for a in arrays:
+            pieces.append(a)
+            total += len(a)
+        if max_samples is not None and total > max_samples:
+            raise AudioTooLong(max_seconds)
 
-            def admit(frame: av.AudioFrame) -> None:
-                if frame.sample_rate and frame.sample_rate < MIN_INPUT_RATE:
-                    raise UnsupportedAudio(f"input sample rate {frame.sample_rate} Hz is below {MIN_INPUT_RATE} Hz")
-                # What this frame will resample to, before the resampler allocates it.
-                if max_samples is not None and frame.sample_rate:
-                    if total + frame.samples * sample_rate // frame.sample_rate > max_samples + sample_rate:
-                        raise AudioTooLong(max_seconds)
+    def admit(frame: av.AudioFrame) -> None:
+        if frame.sample_rate and frame.sample_rate < MIN_INPUT_RATE:
+            raise UnsupportedAudio(f"input sample rate {frame.sample_rate} Hz is below {MIN_INPUT_RATE} Hz")
+        # What this frame will resample to, before the resampler allocates it.
+        if max_samples is not None and frame.sample_rate:
+            if total + frame.samples * sample_rate // frame.sample_rate > max_samples + sample_rate:
+                raise AudioTooLong(max_seconds)
 
-            packets = 0
+    packets = 0
+    try:
+        # demux() ends with an empty packet per stream, whose decode() drains the decoder.
+        for packet in container.demux(stream):
+            packets += 1
+            if check_cancelled is not None and packets % CANCEL_CHECK_PACKETS == 0:
+                check_cancelled()
             try:
-                # demux() ends with an empty packet per stream, whose decode() drains the decoder.
-                for packet in container.demux(stream):
-                    packets += 1
-                    if check_cancelled is not None and packets % CANCEL_CHECK_PACKETS == 0:
-                        check_cancelled()
-                    try:
-                        frames = packet.decode()
-                    except av.error.InvalidDataError:
-                        skipped += 1
-                        continue
-                    decoded_packets += packet.size > 0
-                    for frame in frames:
-                        admit(frame)
-                        take(resampler.push(frame))
-            except av.FFmpegError as exc:
-                # A demuxer error before any audio is a malformed file; after some audio (a truncated
-                # upload, say) we keep what decoded, as the ffmpeg CLI does.
-                if total == 0:
-                    raise UnsupportedAudio(f"cannot demux: {exc}") from None
-                log.warning("audio demuxing stopped early after %.2f s: %s", total / sample_rate, exc)
-            take(resampler.flush())  # Q10
-            codec = stream.codec_context.name
-            fmt = container.format.name
-            keep = _exact_length(stream, total, sample_rate)
+                frames = packet.decode()
+            except av.error.InvalidDataError:
+                skipped += 1
+                continue
+            decoded_packets += packet.size > 0
+            for frame in frames:
+                admit(frame)
+                take(resampler.push(frame))
+    except av.FFmpegError as exc:
+        # A demuxer error before any audio is a malformed file; after some audio (a truncated
+        # upload, say) we keep what decoded, as the ffmpeg CLI does.
+        if total == 0:
+            raise UnsupportedAudio(f"cannot demux: {exc}") from None
+        log.warning("audio demuxing stopped early after %.2f s: %s", total / sample_rate, exc)
+    take(resampler.flush())  # Q10
+    codec = stream.codec_context.name
+    fmt = container.format.name
+    keep = _exact_length(stream, total, sample_rate)
     if total == 0:
         raise _NoSamples(f"no audio decoded from {fmt}/{codec}")
     if skipped > decoded_packets:
