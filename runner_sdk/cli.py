@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from .pipelines import names
 from .settings import RunnerSettings
 
 SERVE_FLAGS = {
@@ -54,7 +55,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .app import create_app
-    from .registry import UnknownPipeline, runner_class
+    from .pipelines import UnknownPipeline, runner_class
 
     settings = settings_from(args)
     _logging(settings.verbose_logging)
@@ -79,20 +80,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from .registry import SYNTH, load_object
+    from .pipelines import PIPELINES, load_object
 
     _logging(False)
-    if args.pipeline not in SYNTH:
+    row = PIPELINES.get(args.pipeline)
+    if row is None or row.synth is None:
         print(f"no synthetic builder for pipeline {args.pipeline!r}", file=sys.stderr)
         return 2
-    build = load_object(SYNTH[args.pipeline])
-    path = build(args.model_id, Path(args.model_dir), args.scale)
+    path = load_object(row.synth)(args.model_id, Path(args.model_dir), args.scale)
     print(f"wrote synthetic {args.scale} {args.model_id} into {path}")
     return 0
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from .registry import runner_class
+    from .pipelines import runner_class
     from .resolve import resolve_snapshot
 
     _logging(False)
@@ -103,11 +104,6 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
-DEMO_MODELS = {
-    "text-to-image": "ByteDance/SDXL-Lightning-4step",
-    "audio-to-text": "openai/whisper-large-v3",
-    "llm": "meta-llama/Meta-Llama-3.1-8B-Instruct",
-}
 DEMO_CURL = {
     "text-to-image": """curl -s -X POST {url}/text-to-image -H 'Content-Type: application/json' """
                      """-d '{{"prompt":"a lighthouse at dusk","width":64,"height":64,"seed":7}}' | head -c 300; echo""",
@@ -119,17 +115,17 @@ DEMO_CURL = {
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Synthesize a tiny model (once) and serve it on the CPU: the README's main job."""
-    from .registry import SYNTH, load_object, runner_class
+    from .pipelines import PIPELINES, runner_class, synthesize
     from .resolve import cache_folder
 
     _logging(False)
     model_dir = Path(args.model_dir).resolve()
-    model_id = args.model_id or DEMO_MODELS[args.pipeline]
+    model_id = args.model_id or PIPELINES[args.pipeline].demo_model_id
     # Every repo the runner reads (SDXL-Lightning is two: the base and the Lightning UNets), so a second
     # `make demo` serves at once instead of synthesizing again.
     repos = [repo for repo, _files in runner_class(args.pipeline).download_plan(model_id)]
     if not all(cache_folder(model_dir, repo).exists() for repo in repos):
-        load_object(SYNTH[args.pipeline])(model_id, model_dir, "tiny")
+        synthesize(args.pipeline, model_id, model_dir, "tiny")
     if args.pipeline == "audio-to-text":
         # Random weights never emit end-of-text: bound the tokens per chunk so a demo request is quick.
         os.environ.setdefault("WHISPER_MAX_NEW_TOKENS", "8")
@@ -145,11 +141,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench.measure import ServerFailed
-    from .bench.run import DEFAULT_MODELS, run_bench
+    from .bench.run import run_bench
 
     _logging(False)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown the progress bars
-    pipelines = args.pipeline or list(DEFAULT_MODELS)
+    pipelines = args.pipeline or list(names(served_only=True))
     models = dict(m.split("=", 1) for m in args.model)
     try:
         results = run_bench(pipelines, Path(args.out), Path(args.model_dir), scale=args.scale, device=args.device,
@@ -172,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("demo", help="serve a tiny synthetic model on the CPU")
-    p.add_argument("--pipeline", default="text-to-image", choices=sorted(DEMO_MODELS))
+    p.add_argument("--pipeline", default="text-to-image", choices=sorted(DEMO_CURL))
     p.add_argument("--model-id", default=None)
     p.add_argument("--model-dir", default="models")
     p.add_argument("--port", type=int, default=8000)
@@ -193,8 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("bench", help="measure runners on this host (each measurement in a fresh process)")
-    p.add_argument("--pipeline", action="append", choices=["text-to-image", "audio-to-text", "llm"],
-                   help="repeat to choose several (default: all three)")
+    p.add_argument("--pipeline", action="append", choices=names(served_only=True),
+                   help="repeat to choose several (default: every served pipeline)")
     p.add_argument("--model", action="append", default=[], metavar="PIPELINE=MODEL_ID",
                    help="model to measure for a pipeline (default: the reference model)")
     p.add_argument("--scale", choices=["tiny", "full"], default="full",

@@ -1,8 +1,7 @@
-"""The runner's life in the server process: background load, health state, capacity, execution.
+"""The runner's life in the server process: background load, health, capacity, execution, reporting.
 
-State machine (contract 3.1): LOADING -> ready (IDLE when nothing runs or waits, OK while serving) or
-ERROR. `/health` never goes LOADING -> OK without an IDLE in between: if requests queued during the load
-keep the runner busy, it reports LOADING until the first idle moment.
+The port is bound at once and /health says LOADING while a background thread loads; the state machine is
+`lifecycle.Lifecycle` (contract 3.1). Inference never runs on the event loop: one job thread per slot.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from typing import Any
 from .capacity import Capacity
 from .device import select_device
 from .errors import RunnerError
+from .lifecycle import Lifecycle, Phase
 from .measure import PeakVram, PhaseTimer, free_cuda_cache, nvml_used_bytes, vram_snapshot
 from .metrics import Metrics
 from .runner import LoadContext, Runner
@@ -26,20 +26,19 @@ log = logging.getLogger("runner_sdk")
 
 
 class RunnerHost:
+    """Owns one Runner: loads it, admits requests into its capacity slots, runs them, reports on it."""
+
     def __init__(self, runner_cls: type[Runner], settings: RunnerSettings):
         self.runner_cls = runner_cls
         self.settings = settings
         self.capacity = Capacity(settings.capacity, settings.queue_size)
         self.metrics = Metrics(settings.version, settings.pipeline, settings.model_id)
-        # One thread per slot: a job never waits for a thread, and inference never runs on the event loop.
         self.executor = ThreadPoolExecutor(max_workers=settings.capacity, thread_name_prefix="job")
+        self.state = Lifecycle()
         self.runner: Runner | None = None
         self.device: str | None = None
-        self.error: str | None = None
-        self.loading = True
-        self.idle_reached = False
+        self.ctx: LoadContext | None = None
         self.load_report: dict[str, Any] | None = None
-        self.load_notes: list[str] = []
         self.warm_vram: dict[str, int | None] | None = None
         self.peak_vram: dict[str, int | None] | None = None
         self.last_peak_vram: dict[str, int | None] | None = None
@@ -47,6 +46,10 @@ class RunnerHost:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready: asyncio.Event | None = None
         self.requests_served = 0
+
+    @property
+    def error(self) -> str | None:
+        return self.state.error
 
     # --- loading ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -63,45 +66,52 @@ class RunnerHost:
                 self.device = select_device(s.device)
             self._baseline_nvml = nvml_used_bytes(self.device)
             runner = self.runner_cls(s, self.device)
-            ctx = LoadContext(settings=s, device=self.device, timer=timer, notes=self.load_notes)
+            self.ctx = ctx = LoadContext(settings=s, device=self.device, timer=timer)
             log.info("loading %s %s on %s", s.pipeline, s.model_id, self.device)
             runner.setup(ctx)
             if s.warmup:
                 with timer.phase("warmup"):
                     runner.warmup()
-            self.warm_vram = vram_snapshot(self.device)
-            if self.warm_vram is not None:  # what this process holds on the device, by NVML
-                used = self.warm_vram.get("nvml_used")
-                self.warm_vram["nvml_used_delta"] = (used - self._baseline_nvml if used is not None
-                                                     and self._baseline_nvml is not None else None)
-            self.load_report = {"phases_s": {k: round(v, 4) for k, v in timer.seconds.items()},
-                                "total_s": round(timer.total(), 4)}
-            for phase, seconds in timer.seconds.items():
-                self.metrics.load_phase.labels(phase).set(seconds)
-            self.metrics.load_phase.labels("total").set(timer.total())
-            for kind, value in (self.warm_vram or {}).items():
-                if value is not None:
-                    self.metrics.warm_vram.labels(kind).set(value)
+            self._record_load(timer)
             self.runner = runner
             log.info("ready in %.2f s: %s", timer.total(), self.load_report["phases_s"])
         except BaseException as exc:  # noqa: BLE001 - any load failure is an ERROR state, never a crash loop
-            self.error = f"{type(exc).__name__}: {exc}"
-            log.exception("loading failed: %s", self.error)
+            self.state.fail(f"{type(exc).__name__}: {exc}")
+            log.exception("loading failed: %s", self.state.error)
             if self.device:
                 free_cuda_cache(self.device)
         finally:
-            self.loading = False
-            assert self._loop is not None and self._ready is not None
+            assert self._loop is not None
             self._loop.call_soon_threadsafe(self._after_load)
 
+    def _record_load(self, timer: PhaseTimer) -> None:
+        """Cold load by phase and warm VRAM, into the load report and /metrics."""
+        self.warm_vram = vram_snapshot(self.device or "cpu")
+        if self.warm_vram is not None:  # what this process holds on the device, by NVML
+            used = self.warm_vram.get("nvml_used")
+            self.warm_vram["nvml_used_delta"] = (used - self._baseline_nvml if used is not None
+                                                 and self._baseline_nvml is not None else None)
+        self.load_report = {"phases_s": {k: round(v, 4) for k, v in timer.seconds.items()},
+                            "total_s": round(timer.total(), 4)}
+        for phase, seconds in timer.seconds.items():
+            self.metrics.load_phase.labels(phase).set(seconds)
+        self.metrics.load_phase.labels("total").set(timer.total())
+        for kind, value in (self.warm_vram or {}).items():
+            if value is not None:
+                self.metrics.warm_vram.labels(kind).set(value)
+
     def _after_load(self) -> None:
+        if self.runner is not None:
+            self.state.loaded()
         self._ready.set()
         self.metrics.state.set(1 if self.runner else 0)
         self._note_idle()
 
+    def _busy(self) -> bool:
+        return self.capacity.in_flight > 0 or self.capacity.queued > 0
+
     def _note_idle(self) -> None:
-        if self.runner is not None and self.capacity.in_flight == 0 and self.capacity.queued == 0:
-            self.idle_reached = True
+        self.state.note_busy(self._busy())
 
     @property
     def ready(self) -> bool:
@@ -110,18 +120,30 @@ class RunnerHost:
 
     # --- health -----------------------------------------------------------------------------------
     def health_status(self) -> str:
-        if self.error is not None:
-            return "ERROR"
-        if self.loading or self.runner is None:
-            return "LOADING"
-        self._note_idle()
-        if not self.idle_reached:
-            return "LOADING"
-        return "IDLE" if self.capacity.in_flight == 0 and self.capacity.queued == 0 else "OK"
+        """LOADING, IDLE, OK or ERROR; asks a ready runner's `healthy()` hook first."""
+        if self.state.phase is Phase.READY and self.runner is not None:
+            reason = self.runner.healthy()
+            if reason is not None:
+                log.error("runner unhealthy: %s", reason)
+                self.state.fail(reason)
+                self.metrics.state.set(0)
+        return self.state.status(self._busy())
 
     # --- admission --------------------------------------------------------------------------------
+    def serving_runner(self) -> Runner | None:
+        """The runner once loaded and healthy, else None (still loading, or failed)."""
+        if not self.ready or self.health_status() == "ERROR":
+            return None
+        return self.runner
+
     async def acquire(self) -> Runner:
-        """Queue for a slot (after admit()): waits for the load if needed. Returns the loaded runner."""
+        """Queue for a slot (after `capacity.admit()`), waiting for the load if needed.
+
+        Returns:
+            The loaded runner; the caller owns a slot and must `release()` it.
+        Raises:
+            RunnerError: 500 when the load takes longer than RUNNER_LOAD_WAIT_S or failed.
+        """
         assert self._ready is not None
         try:
             if not self._ready.is_set():
@@ -130,21 +152,23 @@ class RunnerHost:
                 except TimeoutError:
                     raise RunnerError(500, f"model still loading after {self.settings.load_wait_s:.0f} s") from None
             if self.runner is None:
-                raise RunnerError(500, f"model failed to load: {self.error}")
+                raise RunnerError(500, f"model failed to load: {self.state.error}")
+            if self.health_status() == "ERROR":
+                raise RunnerError(500, f"runner unhealthy: {self.state.error}")
         except BaseException:
             self.capacity.leave_queue()
-            self._sync_gauges()
+            self.sync_gauges()
             raise
         await self.capacity.wait_slot()
-        self._sync_gauges()
+        self.sync_gauges()
         return self.runner
 
     def release(self) -> None:
         self.capacity.release()
-        self._sync_gauges()
+        self.sync_gauges()
         self._note_idle()
 
-    def _sync_gauges(self) -> None:
+    def sync_gauges(self) -> None:
         self.metrics.in_flight.set(self.capacity.in_flight)
         self.metrics.queued.set(self.capacity.queued)
 
@@ -160,10 +184,10 @@ class RunnerHost:
         """Call `fn` on a job thread, recording the device memory peak of the call."""
         with PeakVram(self.device or "cpu", self._baseline_nvml) as peak:
             result = fn(*args)
-        self.record_peak(peak.result)
+        self._record_peak(peak.result)
         return result
 
-    def record_peak(self, peak: dict[str, int | None] | None) -> None:
+    def _record_peak(self, peak: dict[str, int | None] | None) -> None:
         if peak is None:
             return
         self.last_peak_vram = peak
@@ -180,19 +204,19 @@ class RunnerHost:
 
     # --- reporting --------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
-        s = self.settings
-        runner = self.runner
+        """/runner/info: identity, state, what was loaded and how, VRAM, capacity and counters."""
+        s, runner, ctx = self.settings, self.runner, self.ctx
         return {
             "pipeline": s.pipeline,
             "model_id": s.model_id,
             "version": s.version,
             "status": self.health_status(),
-            "error": self.error,
+            "error": self.state.error,
             "device": self.device,
-            "dtype": runner.dtype if runner else None,
+            "dtype": ctx.dtype if ctx and runner else None,
             "optimisations_requested": s.optimisations_requested(),
-            "optimisations_applied": dict(runner.optimisations_applied) if runner else {},
-            "notes": list(self.load_notes),
+            "optimisations_applied": dict(ctx.applied) if ctx and runner else {},
+            "notes": list(ctx.notes) if ctx else [],
             "load": self.load_report,
             "vram": {"warm": self.warm_vram, "peak": self.peak_vram, "last_request_peak": self.last_peak_vram},
             "capacity": s.capacity,

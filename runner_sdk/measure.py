@@ -11,6 +11,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from .nvml import cuda_index as _cuda_index
+from .nvml import used_bytes as nvml_used_bytes
+
 LOAD_PHASES = ("init", "resolve", "read_weights", "to_device", "optimise", "warmup")
 
 
@@ -31,32 +34,6 @@ class PhaseTimer:
 
     def total(self) -> float:
         return time.perf_counter() - self._started
-
-
-def _cuda_index(device: str) -> int | None:
-    if not device.startswith("cuda"):
-        return None
-    return int(device.split(":", 1)[1]) if ":" in device else 0
-
-
-def nvml_used_bytes(device: str) -> int | None:
-    """Device memory in use (all processes) as NVML sees it, or None without NVML / on the CPU."""
-    index = _cuda_index(device)
-    if index is None:
-        return None
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        # Map the torch index to NVML through the UUID: CUDA_VISIBLE_DEVICES may renumber devices.
-        import torch
-
-        uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
-        handle = (pynvml.nvmlDeviceGetHandleByUUID(f"GPU-{uuid}") if uuid is not None
-                  else pynvml.nvmlDeviceGetHandleByIndex(index))
-        return int(pynvml.nvmlDeviceGetMemoryInfo(handle).used)
-    except Exception:
-        return None
 
 
 def vram_snapshot(device: str) -> dict[str, int | None] | None:

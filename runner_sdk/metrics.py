@@ -43,3 +43,23 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class StatusCounter:
+    """Pure ASGI middleware counting the generate route's responses by status for /metrics
+    (BaseHTTPMiddleware would break disconnect detection and streaming)."""
+
+    def __init__(self, app, metrics: Metrics, path: str):
+        self.app, self.metrics, self.path = app, metrics, path
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"].rstrip("/") or "/"
+
+        async def counting_send(message):
+            if message["type"] == "http.response.start" and path == self.path:
+                self.metrics.responses.labels(path, str(message["status"])).inc()
+            await send(message)
+
+        await self.app(scope, receive, counting_send)

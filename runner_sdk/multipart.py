@@ -14,7 +14,7 @@ from pathlib import Path
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from .runner import UploadedFile
+from .uploads import UploadedFile
 
 MAX_TEXT_PART_BYTES = 1024 * 1024
 MAX_PARTS = 64

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .uploads import UploadedFile
+
 
 class _Wire(BaseModel):
     # Unknown fields from Go's json.Marshal (or newer gateways) are ignored, never rejected.
@@ -176,8 +178,9 @@ class TextResponse(_Wire):
 
 
 class AudioToTextForm(_Wire):
-    """The non-file parts of `Body_genAudioToText` (multipart/form-data), as parsed by the SDK."""
+    """`Body_genAudioToText` (multipart/form-data, contract 3.6): the `audio` file part and the text parts."""
 
+    audio: UploadedFile = Field(..., description="Uploaded audio file to be transcribed.")
     model_id: str = Field("", description="Hugging Face model ID used for transcription.")
     return_timestamps: str = Field(
         "true",
@@ -226,6 +229,123 @@ class LLMResponse(_Wire):
     created: int
     usage: LLMTokenUsage
     choices: list[LLMChoice]
+
+
+# --- the six further batch routes (runner-contract-more-pipelines 3.8-3.13) -------------------------
+
+
+class ImageToImageForm(_Wire):
+    """`Body_genImageToImage` (multipart, contract 3.8)."""
+
+    image: UploadedFile = Field(..., description="Uploaded image to modify with the pipeline.")
+    prompt: str = Field(..., description="Text prompt(s) to guide image generation.")
+    model_id: str = Field("", description="Hugging Face model ID used for image generation.")
+    loras: str = Field("", description="A LoRA model and its weight as a JSON object (as text-to-image).")
+    strength: float = Field(0.8, description="Degree of transformation applied to the reference image (0 to 1).")
+    guidance_scale: float = Field(7.5, description="Encourages images closely linked to the text prompt.")
+    image_guidance_scale: float = Field(1.5, description="Degree to which the image follows the input image.")
+    negative_prompt: str = Field("", description="Text prompt(s) to guide what to exclude from generation.")
+    safety_check: bool = Field(True, description="Estimate whether generated images could be harmful.")
+    seed: int = Field(None, description="Seed for random number generation.",  # type: ignore[assignment]
+                      json_schema_extra=_no_default)
+    num_inference_steps: int = Field(100, description="Number of denoising steps.")
+    num_images_per_prompt: int = Field(1, description="Number of images to generate per prompt.")
+
+
+class ImageToVideoForm(_Wire):
+    """`Body_genImageToVideo` (multipart, contract 3.9). No prompt; the model decides the frame count."""
+
+    image: UploadedFile = Field(..., description="Uploaded image to generate a video from.")
+    model_id: str = Field("", description="Hugging Face model ID used for video generation.")
+    height: int = Field(576, description="The height in pixels of the generated video.")
+    width: int = Field(1024, description="The width in pixels of the generated video.")
+    fps: int = Field(6, description="The frames per second of the generated video.")
+    motion_bucket_id: int = Field(127, description="Conditions the amount of motion (higher: more motion).")
+    noise_aug_strength: float = Field(0.02, description="Noise added to the conditioning image.")
+    safety_check: bool = Field(True, description="Estimate whether the input could be harmful.")
+    seed: int = Field(None, description="Seed for random number generation.",  # type: ignore[assignment]
+                      json_schema_extra=_no_default)
+    num_inference_steps: int = Field(25, description="Number of denoising steps.")
+
+
+class UpscaleForm(_Wire):
+    """`Body_genUpscale` (multipart, contract 3.10). The output is 4x the input's width and height."""
+
+    image: UploadedFile = Field(..., description="Uploaded image to upscale.")
+    prompt: str = Field(..., description="Text prompt(s) to guide upscaled image generation.")
+    model_id: str = Field("", description="Hugging Face model ID used for upscaled image generation.")
+    safety_check: bool = Field(True, description="Estimate whether generated images could be harmful.")
+    seed: int = Field(None, description="Seed for random number generation.",  # type: ignore[assignment]
+                      json_schema_extra=_no_default)
+    num_inference_steps: int = Field(75, description="Number of denoising steps.")
+
+
+class ImageToTextForm(_Wire):
+    """`Body_genImageToText` (multipart, contract 3.11): 50 MiB file limit, messages without a period."""
+
+    image: UploadedFile = Field(..., description="Uploaded image to transform with the pipeline.")
+    prompt: str = Field("", description="Text prompt(s) to guide transformation.")
+    model_id: str = Field("", description="Hugging Face model ID used for transformation.")
+
+
+class SegmentAnything2Form(_Wire):
+    """`Body_genSegmentAnything2` (multipart, contract 3.12): prompts are JSON arrays sent as text parts."""
+
+    image: UploadedFile = Field(..., description="Image to segment.")
+    model_id: str = Field("", description="Hugging Face model ID used for image generation.")
+    point_coords: str = Field(None, description="Nx2 array of point prompts in (X,Y) pixels.",  # type: ignore[assignment]
+                              json_schema_extra=_no_default)
+    point_labels: str = Field(None, description="Labels for the point prompts: 1 foreground, 0 background.",  # type: ignore[assignment]
+                              json_schema_extra=_no_default)
+    box: str = Field(None, description="A length 4 array given as a box prompt in XYXY format.",  # type: ignore[assignment]
+                     json_schema_extra=_no_default)
+    mask_input: str = Field(None, description="A 1x256x256 low-resolution mask from an earlier call.",  # type: ignore[assignment]
+                            json_schema_extra=_no_default)
+    multimask_output: bool = Field(True, description="Return three masks for ambiguous prompts.")
+    return_logits: bool = Field(True, description="Return un-thresholded mask logits instead of binary masks.")
+    normalize_coords: bool = Field(True, description="Normalise coordinates to [0, 1] (input in pixels).")
+
+
+class TextToSpeechParams(_Wire):
+    """`TextToSpeechParams` (JSON, contract 3.13)."""
+
+    model_id: str = Field("", description="Hugging Face model ID used for text to speech generation.")
+    text: str = Field("", description="Text input for speech generation.")
+    description: str = Field(
+        "A male speaker delivers a slightly expressive and animated speech with a moderate speed and pitch.",
+        description="Description of speaker to steer text to speech generation.")
+
+
+class VideoResponse(_Wire):
+    """`VideoResponse{Frames [][]Media}`: exactly one inner list, one PNG `Media` per frame (3.9)."""
+
+    frames: list[list[Media]] = Field(..., description="The generated video frames.")
+
+
+class ImageToTextResponse(_Wire):
+    """`ImageToTextResponse{Text string}` (3.11)."""
+
+    text: str = Field(..., description="The generated text.")
+
+
+class MasksResponse(_Wire):
+    """`MasksResponse`: each value is a *string* holding a printed nested list (3.12)."""
+
+    masks: str = Field(..., description="The generated masks.")
+    scores: str = Field(..., description="The model's confidence scores for each generated mask.")
+    logits: str = Field(..., description="The raw, unnormalized predictions (logits) for the masks.")
+
+
+class MediaURL(_Wire):
+    """A URL from which media can be accessed."""
+
+    url: str = Field(..., description="The URL where the media can be accessed.")
+
+
+class AudioResponse(_Wire):
+    """`AudioResponse{Audio MediaURL}`: a WAV in a data URL (3.13)."""
+
+    audio: MediaURL = Field(..., description="The generated audio.")
 
 
 # For model authors' own request models: the same wire conventions (unknown fields ignored).

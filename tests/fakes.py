@@ -43,17 +43,16 @@ class FakeImageRunner(Runner):
             time.sleep(self.load_s)
         if self.fail_load:
             raise RuntimeError(self.fail_load)
-        self.dtype = "float32"
+        ctx.report(dtype="float32")
         type(self).steps_run = []
 
-    def check(self, request: schemas.TextToImageParams) -> None:
+    def decode(self, request: schemas.TextToImageParams) -> schemas.TextToImageParams:
         if not request.prompt.strip():
             raise BadRequest("Prompt must be provided.")
-        if request.model_id and request.model_id != self.settings.model_id:
-            raise BadRequest(f"pipeline configured with {self.settings.model_id} but called with {request.model_id}.")
         if request.height % 8 or request.width % 8:
             raise BadRequest(f"`height` and `width` have to be divisible by 8 but are {request.height} and "
                              f"{request.width}.")
+        return request
 
     def predict(self, request: schemas.TextToImageParams, job: Job) -> schemas.ImageResponse:
         if self.started is not None:
@@ -115,7 +114,7 @@ class FakeAudioRunner(Runner):
     route = routes.AUDIO_TO_TEXT
 
     def predict(self, request: schemas.AudioToTextForm, job: Job) -> schemas.TextResponse:
-        upload = request.files["audio"]
+        upload = request.audio
         type(self).last_upload = upload.path
         head = upload.path.read_bytes()[:4]
         return schemas.TextResponse(text=f"{upload.size}:{head.hex()}:{request.return_timestamps}", chunks=[])
@@ -134,9 +133,10 @@ class FakeLLMRunner(Runner):
     def setup(self, ctx: LoadContext) -> None:
         type(self).produced = []
 
-    def check(self, request: schemas.LLMRequest) -> None:
+    def decode(self, request: schemas.LLMRequest) -> schemas.LLMRequest:
         if not request.messages:
             raise BadRequest("messages must not be empty")
+        return request
 
     def _chunk(self, n: int, content: str, finish: str) -> schemas.LLMResponse:
         return schemas.LLMResponse(

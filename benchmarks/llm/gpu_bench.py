@@ -134,7 +134,7 @@ def load(args, variant_env: dict[str, str], capacity: int) -> tuple[LLMRunner, d
     return runner, {
         "phases_s": {k: round(v, 3) for k, v in ctx.timer.seconds.items()}, "load_s": round(total, 3),
         "warm_vram_gb": allocated_gb(args.device), "load_peak_vram_gb": peak_gb(args.device),
-        "notes": ctx.notes, "optimisations": runner.optimisations_applied, "dtype": runner.dtype,
+        "notes": ctx.notes, "optimisations": ctx.applied, "dtype": ctx.dtype,
     }
 
 

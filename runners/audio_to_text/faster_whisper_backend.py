@@ -82,8 +82,8 @@ class FasterWhisperEngine:
             model = WhisperModel(str(path), device="cuda" if cuda else "cpu",
                                  device_index=int(ctx.device.split(":")[1]) if ":" in ctx.device else 0,
                                  compute_type="float16" if cuda else "default", local_files_only=True)
-        runner.dtype = "float16" if cuda else "default"
-        runner.optimisations_applied = {"backend": f"faster-whisper (CTranslate2) from {path.name}"}
+        ctx.report(dtype="float16" if cuda else "default",
+                   backend=f"faster-whisper (CTranslate2) from {path.name}")
         ctx.note(f"faster-whisper model: {path}")
         return cls(model, runner.max_new_tokens)
 

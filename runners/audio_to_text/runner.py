@@ -1,6 +1,7 @@
 """Audio-to-text reference runner: Whisper (large-v3 and other checkpoints) through transformers.
 
-The whole request: text parts checked in the contract's order (return_timestamps, model_id, metadata);
+The whole request: the SDK checks model_id, then `decode` the other text parts in the contract's order
+(return_timestamps, metadata);
 the upload decoded from its bytes with PyAV (decode.py); chunked, batched transcription (transcribe.py);
 text and [start, end] chunks back.
 
@@ -17,13 +18,25 @@ Configuration (env vars, on top of the SDK's):
 from __future__ import annotations
 
 import logging
-import os
 import threading
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field, field_validator
 
-from runner_sdk import BadRequest, Job, JobCancelled, LoadContext, Runner, RunnerError, routes, schemas
+from runner_sdk import (
+    BadRequest,
+    Job,
+    JobCancelled,
+    LoadContext,
+    Runner,
+    RunnerError,
+    RunnerOptions,
+    UploadedFile,
+    routes,
+    schemas,
+)
 from runner_sdk.resolve import resolve_snapshot
 
 from .decode import UNSUPPORTED_MESSAGE, AudioTooLong, DecodedAudio, UnsupportedAudio, decode_audio
@@ -48,33 +61,44 @@ def chunk_length_for(model_id: str) -> float:
     return 25.0 if "distil" in model_id.lower() else 30.0
 
 
-class AudioToTextRunner(Runner):
+class WhisperOptions(RunnerOptions):
+    """The audio-to-text runner's env vars (see the module docstring)."""
+
+    backend: Literal["transformers", "faster-whisper"] = Field("transformers", description="BACKEND")
+    whisper_max_new_tokens: int = Field(444, ge=1, le=444,
+                                        description="tokens per window: at most 448 decoder positions - prompt")
+    whisper_batch_size: int | None = Field(None, ge=1, description="windows per batch; 24 on CUDA, 8 on the CPU")
+    whisper_max_audio_s: float = Field(14_400.0, gt=0, description="longest decoded audio accepted (seconds)")
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _backend(cls, v: object) -> object:
+        return (v.strip().lower() or "transformers") if isinstance(v, str) else v
+
+
+@dataclass
+class Transcription:
+    """What `decode` hands to `predict`: the upload and the timestamp mode."""
+
+    audio: UploadedFile
+    timestamps: Timestamps
+
+
+class AudioToTextRunner(Runner[schemas.AudioToTextForm, Transcription]):
     route = routes.AUDIO_TO_TEXT
+    Options = WhisperOptions
     oom_message: ClassVar[str] = "GPU out of memory."
     error_message: ClassVar[str] = "Audio-to-text pipeline error."
-
-    # Defaults, overridden per instance by the env vars above (tests subclass to change them).
-    backend: str = "transformers"
-    max_new_tokens: int = 444
-    max_batch: int | None = None  # None: 24 on CUDA, 8 on the CPU
-    max_audio_s: float = 14_400.0
-    warmup_tokens: int = 4
+    warmup_tokens: ClassVar[int] = 4
 
     # --- set-up -----------------------------------------------------------------------------------
     def _configure(self) -> None:
-        env = os.environ
-        self.backend = env.get("BACKEND", type(self).backend).strip().lower() or "transformers"
-        self.max_new_tokens = int(env.get("WHISPER_MAX_NEW_TOKENS", type(self).max_new_tokens))
-        cuda = self.device.startswith("cuda")
-        default_batch = type(self).max_batch or (24 if cuda else 8)
-        self.max_batch = int(env.get("WHISPER_BATCH_SIZE", default_batch))
-        self.max_audio_s = float(env.get("WHISPER_MAX_AUDIO_S", type(self).max_audio_s))
-        if self.backend not in {"transformers", "faster-whisper"}:
-            raise ValueError(f"BACKEND must be transformers or faster-whisper, not {self.backend!r}")
-        if not 1 <= self.max_new_tokens <= 444:
-            raise ValueError("WHISPER_MAX_NEW_TOKENS must be between 1 and 444 (448 decoder positions - prompt)")
-        if self.max_batch < 1:
-            raise ValueError("WHISPER_BATCH_SIZE must be at least 1")
+        """Resolved settings as attributes (read per request, so a test may lower them on a live runner)."""
+        o = self.options
+        self.backend = o.backend
+        self.max_new_tokens = o.whisper_max_new_tokens
+        self.max_batch = o.whisper_batch_size or (24 if self.device.startswith("cuda") else 8)
+        self.max_audio_s = o.whisper_max_audio_s
 
     def setup(self, ctx: LoadContext) -> None:
         self._configure()
@@ -114,11 +138,8 @@ class AudioToTextRunner(Runner):
             model, processor, ctx.device, dtype, chunk_length_s=chunk_length_for(s.model_id),
             max_new_tokens=self.max_new_tokens, max_batch=self.max_batch, attn_implementation="sdpa")
         self.engine = self.transcriber
-        self.dtype = str(dtype).removeprefix("torch.")
-        self.optimisations_applied = {
-            "attention": "sdpa (eager only for word-timestamp batches)",
-            "long-form": f"{chunk_length_for(s.model_id):g} s windows, batched (up to {self.max_batch})",
-        }
+        ctx.report(dtype=str(dtype).removeprefix("torch."), attention="sdpa (eager only for word-timestamp batches)",
+                   **{"long-form": f"{chunk_length_for(s.model_id):g} s windows, batched (up to {self.max_batch})"})
 
     def warmup(self) -> None:
         # One short pass: CUDA context, cuBLAS handles and the decode path are ready before /health says so.
@@ -126,19 +147,17 @@ class AudioToTextRunner(Runner):
         self.engine.transcribe(quiet, True, max_new_tokens=self.warmup_tokens)
 
     # --- per request ------------------------------------------------------------------------------
-    def check(self, request: schemas.AudioToTextForm) -> None:
-        # The contract's order: return_timestamps, model, then the duration.
+    def decode(self, request: schemas.AudioToTextForm) -> Transcription:
+        """The text parts, checked in the contract's order after the SDK's model check: return_timestamps,
+        then the metadata duration (a word-timestamp request over 60 minutes is a 400, Q12)."""
         timestamps = parse_return_timestamps(request.return_timestamps)
-        model_id = self.settings.model_id
-        if request.model_id and request.model_id != model_id:
-            raise BadRequest(f"pipeline configured with {model_id} but called with {request.model_id}.")
         duration = parse_metadata_duration(request.metadata)
         if timestamps == "word" and duration is not None and duration > WORD_LIMIT_S:
-            raise BadRequest(word_limit_message(model_id))
+            raise BadRequest(word_limit_message(self.settings.model_id))
+        return Transcription(request.audio, timestamps)
 
-    def predict(self, request: schemas.AudioToTextForm, job: Job) -> schemas.TextResponse:
-        timestamps = parse_return_timestamps(request.return_timestamps)
-        upload = request.files["audio"]
+    def predict(self, inputs: Transcription, job: Job) -> schemas.TextResponse:
+        timestamps, upload = inputs.timestamps, inputs.audio
         try:
             with job.stage("decode"):
                 try:
@@ -195,7 +214,7 @@ class AudioToTextRunner(Runner):
 
     @classmethod
     def download_plan(cls, model_id: str) -> list[tuple[str, list[str] | None]]:
-        if os.environ.get("BACKEND", cls.backend).strip().lower() == "faster-whisper":
+        if cls.Options.from_env().backend == "faster-whisper":
             from .faster_whisper_backend import ct2_repo_for
 
             return [(ct2_repo_for(model_id), None)]

@@ -5,9 +5,9 @@ Start-up: resolve the snapshot in MODEL_DIR -> read the weights (bf16 straight o
 CPU) -> optional weight-only quantisation (QUANTIZE=int8|int4, CUDA) -> start the engine thread -> one short
 warm-up generation.
 
-A request: `check` validates everything a caller can get wrong and templates the prompt (chat template with
-the generation prompt), so every caller error is a 400 JSON before a slot is used and before any SSE byte.
-`predict` submits the prompt to the shared engine (engine.py: step-level batching of up to CAPACITY
+A request: the SDK checks `model`; `decode` validates everything else a caller can get wrong and templates the
+prompt (chat template with the generation prompt) into a `Prompt`, so every caller error is a 400 JSON before
+a slot is used and before any SSE byte. `predict` submits the prompt to the shared engine (engine.py: step-level batching of up to CAPACITY
 sequences) and turns its token events into chunks: small deltas with cumulative, exact usage (prompt tokens
 as templated, completion tokens as generated, the stop token included), then a final chunk whose
 finish_reason is `length` when max_tokens cut the answer and `stop` otherwise.
@@ -28,11 +28,11 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field, field_validator
 
-from runner_sdk import BadRequest, Job, LoadContext, Runner, routes, schemas
+from runner_sdk import BadRequest, Job, LoadContext, Runner, RunnerOptions, routes, schemas
 from runner_sdk.compile_cache import compile_cache_dir
 from runner_sdk.errors import JobCancelled
 from runner_sdk.resolve import resolve_snapshot
@@ -58,13 +58,48 @@ class LLMRequest(schemas.LLMRequest):
     """The contract's LLMRequest plus `seed`, an extension go-livepeer ignores (it never sends it)."""
 
     seed: int | None = Field(None, description="Makes sampling reproducible (extension; not sent by go-livepeer).")
-    # Filled by `check` for `predict` and `stream_error_chunk`; never part of the wire schema.
-    _prompt_ids: list[int] = PrivateAttr(default_factory=list)
-    _stream: dict[str, Any] = PrivateAttr(default_factory=dict)
 
 
-class LLMRunner(Runner):
+class LLMOptions(RunnerOptions):
+    """The LLM runner's env vars (see the module docstring)."""
+
+    quantize: Literal["", "int8", "int4"] = Field("", description="QUANTIZE: weight-only int8/int4 (CUDA)")
+    use_8bit: bool = Field(False, description="USE_8BIT: the stock image's switch, read as QUANTIZE=int8")
+    max_model_len: int = Field(DEFAULT_MAX_MODEL_LEN, ge=16, description="context window, capped by the model's")
+    llm_max_chunk_tokens: int = Field(16, ge=1, description="tokens merged into one stream delta at most")
+    llm_static_cache: bool = Field(False, description="LLM_STATIC_CACHE: the static KV cache engine")
+    llm_compile: bool = Field(False, description="LLM_COMPILE: that engine's decode step compiled (CUDA)")
+
+    @field_validator("quantize", mode="before")
+    @classmethod
+    def _quantize(cls, v: object) -> object:
+        word = v.strip().lower() if isinstance(v, str) else v
+        return "" if word == "none" else word
+
+    @field_validator("use_8bit", "llm_static_cache", "llm_compile", mode="before")
+    @classmethod
+    def _bool_word(cls, v: object) -> bool:
+        return bool_word(v if isinstance(v, (str, bool)) else None)
+
+
+@dataclasses.dataclass
+class Prompt:
+    """What `decode` hands to `predict`: the request, its templated token ids, and the response's
+    identity and running token counts (shared with `stream_error_chunk`)."""
+
+    request: LLMRequest
+    ids: list[int]
+    id: str = dataclasses.field(default_factory=lambda: f"chatcmpl-{uuid.uuid4()}")
+    completion: int = 0
+
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self.ids)
+
+
+class LLMRunner(Runner[LLMRequest, Prompt]):
     route = dataclasses.replace(routes.LLM, request_model=LLMRequest)
+    Options = LLMOptions
     oom_message = "Out of memory during LLM processing."
     error_message = "Internal server error during LLM processing."
     _encode_lock = threading.Lock()
@@ -74,14 +109,10 @@ class LLMRunner(Runner):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        s = ctx.settings
+        s, o = ctx.settings, self.options
         cuda = self.device.startswith("cuda")
-        quantize = os.environ.get("QUANTIZE", "").strip().lower()
-        if not quantize and bool_word(os.environ.get("USE_8BIT")):
-            quantize = "int8"  # the stock image's switch (vLLM 8-bit), read as our int8 weight-only
-        if quantize not in ("", "none", "int8", "int4"):
-            raise ValueError(f"QUANTIZE={quantize!r}: use int8 or int4")
-        quantize = "" if quantize == "none" else quantize
+        # USE_8BIT: the stock image's switch (vLLM 8-bit), read as our int8 weight-only.
+        quantize = o.quantize or ("int8" if o.use_8bit else "")
         for name in VLLM_ONLY_SETTINGS:
             if os.environ.get(name):
                 ctx.note(f"{name} ignored: a vLLM engine setting of the stock image; this runner uses one device "
@@ -102,30 +133,30 @@ class LLMRunner(Runner):
             if not cuda:  # on CUDA, device_map already put every weight there
                 self.model.to(self.device)
             self.model.eval()
-        self.dtype = str(torch_dtype).removeprefix("torch.")
+        dtype = str(torch_dtype).removeprefix("torch.")
+        ctx.report(dtype=dtype)
         if quantize:
             if not cuda:
-                ctx.note(f"QUANTIZE={quantize} ignored: weight-only quantisation needs CUDA; serving {self.dtype}")
+                ctx.note(f"QUANTIZE={quantize} ignored: weight-only quantisation needs CUDA; serving {dtype}")
             else:
                 with ctx.phase("optimise"):
                     from .quantize import quantize_weights
 
-                    self.optimisations_applied["QUANTIZE"] = quantize_weights(self.model, quantize)
+                    ctx.report(QUANTIZE=quantize_weights(self.model, quantize))
         if self.tokenizer.chat_template is None:
             raise ValueError(f"{s.model_id} has no chat template; the LLM runner serves chat models only")
         config_len = getattr(self.model.config, "max_position_embeddings", None) or DEFAULT_MAX_MODEL_LEN
-        self.context_len = min(int(os.environ.get("MAX_MODEL_LEN", DEFAULT_MAX_MODEL_LEN)), config_len)
+        self.context_len = min(o.max_model_len, config_len)
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
-        self.max_chunk_tokens = max(1, int(os.environ.get("LLM_MAX_CHUNK_TOKENS", 16)))
+        self.max_chunk_tokens = o.llm_max_chunk_tokens
         self.engine = self._make_engine(ctx)
         if s.capacity > 1:
-            self.optimisations_applied["BATCHING"] = f"step-level batching of up to {s.capacity} sequences"
+            ctx.report(BATCHING=f"step-level batching of up to {s.capacity} sequences")
 
     def _make_engine(self, ctx: LoadContext) -> Engine:
         """The default dynamic-cache engine, or the opt-in static-cache one (compiled on CUDA)."""
-        env = os.environ
-        compile_decode = bool_word(env.get("LLM_COMPILE"))
-        static = compile_decode or bool_word(env.get("LLM_STATIC_CACHE"))
+        compile_decode = self.options.llm_compile
+        static = compile_decode or self.options.llm_static_cache
         cap = ctx.settings.capacity
         if compile_decode and not self.device.startswith("cuda"):
             ctx.note("LLM_COMPILE ignored: the compiled CUDA-graph decode path needs CUDA (static cache kept)")
@@ -142,10 +173,10 @@ class LLMRunner(Runner):
         with ctx.phase("optimise"):
             engine = StaticEngine(self.model, self.device, max_batch=cap, eos_ids=self.eos_ids,
                                   max_len=self.context_len, compile_decode=compile_decode)
-        self.optimisations_applied["STATIC_CACHE"] = f"{cap} x {self.context_len} static KV cache"
+        ctx.report(STATIC_CACHE=f"{cap} x {self.context_len} static KV cache")
         if compile_decode:
-            self.optimisations_applied["COMPILE"] = (
-                f"torch.compile reduce-overhead decode (CUDA graphs), cache {env['TORCHINDUCTOR_CACHE_DIR']}")
+            ctx.report(COMPILE="torch.compile reduce-overhead decode (CUDA graphs), "
+                               f"cache {os.environ['TORCHINDUCTOR_CACHE_DIR']}")
         return engine.start()
 
     def warmup(self) -> None:
@@ -165,10 +196,26 @@ class LLMRunner(Runner):
             # The template writes <|begin_of_text|> itself; the tokenizer must not add a second one.
             return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def check(self, request: LLMRequest) -> None:
-        model_id = self.settings.model_id
-        if request.model and request.model != model_id:
-            raise BadRequest(f"pipeline configured with {model_id} but called with {request.model}")
+    def decode(self, request: LLMRequest) -> Prompt:
+        """Every caller error as a 400 (contract 3.7, Q4-Q6), then the templated prompt.
+
+        Raises:
+            BadRequest: empty or malformed messages, sampling values out of range, a prompt the chat template
+            rejects, or prompt + max_tokens beyond the context window.
+        """
+        self._check_sampling(request)
+        try:
+            ids = self.prompt_ids([m.model_dump() for m in request.messages])
+        except Exception as exc:  # a template's raise_exception, e.g. roles out of order for some models
+            raise BadRequest(f"messages do not fit the model's chat template: {exc}") from exc
+        if len(ids) + request.max_tokens > self.context_len:
+            raise BadRequest(
+                f"prompt ({len(ids)} tokens) plus max_tokens ({request.max_tokens}) exceeds the context window "
+                f"of {self.context_len} tokens")
+        return Prompt(request, ids)
+
+    @staticmethod
+    def _check_sampling(request: LLMRequest) -> None:
         if not request.messages:
             raise BadRequest("messages must be a non-empty list of {role, content} objects")
         for i, message in enumerate(request.messages):
@@ -184,35 +231,23 @@ class LLMRunner(Runner):
             raise BadRequest(f"max_tokens must be at least 1, got {request.max_tokens}")
         if request.seed is not None and not 0 <= request.seed < 2**63:
             raise BadRequest(f"seed must be between 0 and 2^63-1, got {request.seed}")
-        try:
-            ids = self.prompt_ids([m.model_dump() for m in request.messages])
-        except Exception as exc:  # a template's raise_exception, e.g. roles out of order for some models
-            raise BadRequest(f"messages do not fit the model's chat template: {exc}") from exc
-        if len(ids) + request.max_tokens > self.context_len:
-            raise BadRequest(
-                f"prompt ({len(ids)} tokens) plus max_tokens ({request.max_tokens}) exceeds the context window "
-                f"of {self.context_len} tokens")
-        request._prompt_ids = ids
 
-    def predict(self, request: LLMRequest, job: Job) -> schemas.LLMResponse | Iterator[schemas.LLMResponse]:
-        if not request._prompt_ids:  # check() is skipped only when a caller drives predict directly
-            self.check(request)
+    def predict(self, prompt: Prompt, job: Job) -> schemas.LLMResponse | Iterator[schemas.LLMResponse]:
+        request = prompt.request
         params = SamplingParams(request.temperature, request.top_p, request.top_k, request.seed)
-        seq = self.engine.submit(request._prompt_ids, request.max_tokens, params, job)
-        state = request._stream
-        state.update(id=f"chatcmpl-{uuid.uuid4()}", prompt=len(request._prompt_ids), completion=0)
+        seq = self.engine.submit(prompt.ids, request.max_tokens, params, job)
         if self.wants_stream(request):
-            return self._stream(request, seq, state)
+            return self._stream(prompt, seq)
         with job.stage("generate"):
             text, finish = [], "stop"
             for kind, value, completion in self._events(seq):
-                state["completion"] = completion
+                prompt.completion = completion
                 if kind == "text":
                     text.append(value)
                 else:
                     finish = value
         message = schemas.LLMMessage(role="assistant", content="".join(text))
-        return self._chunk(state, finish, message=message)
+        return self._chunk(prompt, finish, message=message)
 
     def _events(self, seq: Sequence) -> Iterator[tuple[str, Any, int]]:
         """(kind, value, completion tokens so far): ("text", delta) as tokens arrive, merging what is
@@ -251,34 +286,41 @@ class LLMRunner(Runner):
                 if not self.engine.thread.is_alive():  # never wait forever on a dead engine
                     raise RuntimeError("the LLM engine thread stopped") from None
 
-    def _stream(self, request: LLMRequest, seq: Sequence, state: dict) -> Iterator[schemas.LLMResponse]:
+    def _stream(self, prompt: Prompt, seq: Sequence) -> Iterator[schemas.LLMResponse]:
         for kind, value, completion in self._events(seq):
-            state["completion"] = completion
+            prompt.completion = completion
             if kind == "text":
                 # A chunk per step even when the text is held back (half a character): usage still grows.
-                yield self._chunk(state, "", delta=value)
+                yield self._chunk(prompt, "", delta=value)
             else:
-                yield self._chunk(state, value, delta="")
+                yield self._chunk(prompt, value, delta="")
 
-    def _chunk(self, state: dict, finish: str, delta: str | None = None,
+    def _chunk(self, prompt: Prompt, finish: str, delta: str | None = None,
                message: schemas.LLMMessage | None = None) -> schemas.LLMResponse:
-        prompt, completion = state["prompt"], state.get("completion", 0)
+        """One response or stream chunk with exact, cumulative usage (contract 3.7)."""
+        tokens, completion = prompt.prompt_tokens, prompt.completion
         return schemas.LLMResponse(
-            id=state["id"], model=self.settings.model_id, created=int(time.time()),
-            usage=schemas.LLMTokenUsage(prompt_tokens=prompt, completion_tokens=completion,
-                                        total_tokens=prompt + completion),
+            id=prompt.id, model=self.settings.model_id, created=int(time.time()),
+            usage=schemas.LLMTokenUsage(prompt_tokens=tokens, completion_tokens=completion,
+                                        total_tokens=tokens + completion),
             choices=[schemas.LLMChoice(
                 index=0, finish_reason=finish,
                 delta=schemas.LLMMessage(role="assistant", content=delta) if delta is not None else None,
                 message=message)],
         )
 
-    def stream_error_chunk(self, request: LLMRequest, exc: BaseException) -> schemas.LLMResponse:
+    def stream_error_chunk(self, prompt: Prompt, exc: BaseException) -> schemas.LLMResponse:
         """After the stream started: one choice, empty content, finish_reason "error" (contract Q3)."""
-        state = request._stream or {"id": f"chatcmpl-{uuid.uuid4()}", "prompt": len(request._prompt_ids)}
-        return self._chunk(state, "error", delta="")
+        return self._chunk(prompt, "error", delta="")
 
-    # --- reporting --------------------------------------------------------------------------------
+    # --- health and reporting ---------------------------------------------------------------------
+    def healthy(self) -> str | None:
+        """A dead engine thread can never answer again: /health turns ERROR instead of failing each request."""
+        engine = getattr(self, "engine", None)
+        if engine is not None and not engine.thread.is_alive():
+            return "the LLM engine thread stopped"
+        return None
+
     def info(self) -> dict[str, Any]:
         engine = getattr(self, "engine", None)
         facts: dict[str, Any] = {"context_len": getattr(self, "context_len", None)}

@@ -9,17 +9,23 @@ import pytest
 
 from runner_sdk import RunnerSettings
 from runner_sdk.testing import RunningServer
-from runners.audio_to_text.runner import AudioToTextRunner
+from runners.audio_to_text.runner import AudioToTextRunner, WhisperOptions
 from runners.audio_to_text.testaudio import encode, tone
 
 MODEL_ID = "openai/whisper-large-v3"
 
 
-class TinyWhisperRunner(AudioToTextRunner):
-    """The real runner with a small token budget: random weights never emit end-of-text."""
+class TinyWhisperOptions(WhisperOptions):
+    """A small token budget: random weights never emit end-of-text."""
 
-    max_new_tokens = 6
-    max_batch = 2
+    whisper_max_new_tokens: int = 6
+    whisper_batch_size: int | None = 2
+
+
+class TinyWhisperRunner(AudioToTextRunner):
+    """The real runner with a small token budget."""
+
+    Options = TinyWhisperOptions
 
 
 @pytest.fixture(scope="session")

@@ -9,12 +9,16 @@ import httpx
 import pytest
 
 from runner_sdk.testing import RunningServer
-from runners.audio_to_text.runner import AudioToTextRunner
+from runners.audio_to_text.runner import AudioToTextRunner, WhisperOptions
+
+
+class FasterWhisperOptions(WhisperOptions):
+    backend: str = "faster-whisper"
+    whisper_max_new_tokens: int = 6
 
 
 class FasterWhisperRunner(AudioToTextRunner):
-    backend = "faster-whisper"
-    max_new_tokens = 6
+    Options = FasterWhisperOptions
 
 
 def test_a2t_faster_whisper_missing_package_is_a_clear_error(a2t_settings, monkeypatch):

@@ -113,7 +113,7 @@ def test_only_the_routes_file_part_is_stored_and_the_first_of_its_name_wins(sett
 
     class Spooled(FakeAudioRunner):
         def predict(self, request, job):
-            type(self).spooled = sorted(p.name for p in request.files["audio"].path.parent.iterdir())
+            type(self).spooled = sorted(p.name for p in request.audio.path.parent.iterdir())
             return super().predict(request, job)
 
     limited = type("Audio", (Spooled,), {"route": dataclasses.replace(routes.AUDIO_TO_TEXT, max_file_bytes=1000)})
