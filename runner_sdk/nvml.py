@@ -112,38 +112,39 @@ def gpus() -> list[Gpu]:
     return out
 
 
-def gpu_info() -> dict[str, GPUComputeInfo]:
-    """/hardware/info's `gpu_info`: {} when NVML is unavailable (still a 200, contract 3.3)."""
+def _each_gpu(row) -> dict[str, Any]:
+    """{NVML index as a string: row(nvml, handle, memory info)} for every GPU; {} when NVML is unavailable
+    (the /hardware routes still answer 200, contract 3.3)."""
     try:
         nv = session()
         out = {}
         for i in range(nv.nvmlDeviceGetCount()):
             h = nv.nvmlDeviceGetHandleByIndex(i)
-            mem = nv.nvmlDeviceGetMemoryInfo(h)
-            major, minor = nv.nvmlDeviceGetCudaComputeCapability(h)
-            out[str(i)] = GPUComputeInfo(
-                id=_text(nv.nvmlDeviceGetUUID(h)), name=_text(nv.nvmlDeviceGetName(h)),
-                memory_total=int(mem.total), memory_free=int(mem.free), major=int(major), minor=int(minor))
+            out[str(i)] = row(nv, h, nv.nvmlDeviceGetMemoryInfo(h))
         return out
     except Exception as exc:  # noqa: BLE001
         log.debug("NVML unavailable: %s", exc)
         return {}
+
+
+def _compute_info(nv: Any, h: Any, mem: Any) -> GPUComputeInfo:
+    major, minor = nv.nvmlDeviceGetCudaComputeCapability(h)
+    return GPUComputeInfo(id=_text(nv.nvmlDeviceGetUUID(h)), name=_text(nv.nvmlDeviceGetName(h)),
+                          memory_total=int(mem.total), memory_free=int(mem.free), major=int(major), minor=int(minor))
+
+
+def _utilization(nv: Any, h: Any, mem: Any) -> GPUUtilizationInfo:
+    util = nv.nvmlDeviceGetUtilizationRates(h)
+    return GPUUtilizationInfo(id=_text(nv.nvmlDeviceGetUUID(h)), name=_text(nv.nvmlDeviceGetName(h)),
+                              memory_total=int(mem.total), memory_free=int(mem.free),
+                              utilization_compute=int(util.gpu), utilization_memory=int(util.memory))
+
+
+def gpu_info() -> dict[str, GPUComputeInfo]:
+    """/hardware/info's `gpu_info`: {} when NVML is unavailable."""
+    return _each_gpu(_compute_info)
 
 
 def gpu_stats() -> dict[str, GPUUtilizationInfo]:
     """/hardware/stats's `gpu_stats`: {} when NVML is unavailable."""
-    try:
-        nv = session()
-        out = {}
-        for i in range(nv.nvmlDeviceGetCount()):
-            h = nv.nvmlDeviceGetHandleByIndex(i)
-            mem = nv.nvmlDeviceGetMemoryInfo(h)
-            util = nv.nvmlDeviceGetUtilizationRates(h)
-            out[str(i)] = GPUUtilizationInfo(
-                id=_text(nv.nvmlDeviceGetUUID(h)), name=_text(nv.nvmlDeviceGetName(h)),
-                memory_total=int(mem.total), memory_free=int(mem.free),
-                utilization_compute=int(util.gpu), utilization_memory=int(util.memory))
-        return out
-    except Exception as exc:  # noqa: BLE001
-        log.debug("NVML unavailable: %s", exc)
-        return {}
+    return _each_gpu(_utilization)

@@ -31,11 +31,12 @@ class FakeImage(FakeImageRunner):
         super().setup(ctx)
         type(self).step_s = _step_s(self.step_s)
 
-    def check(self, request: schemas.TextToImageParams) -> None:
-        super().check(request)
+    def decode(self, request: schemas.TextToImageParams) -> schemas.TextToImageParams:
+        request = super().decode(request)
         images = request.num_images_per_prompt
         if min(request.width, request.height, images) <= 0 or request.width * request.height * images > self.max_pixels:
             raise BadRequest(f"width x height x images must be positive and at most {self.max_pixels}")
+        return request
 
 
 class FakeAudio(FakeAudioRunner):
@@ -91,9 +92,9 @@ def _delayed(cls):
 
 
 def __getattr__(name: str):
-    from runner_sdk.registry import PIPELINES, load_object
+    from runner_sdk.pipelines import load_object, served
 
-    for spec in PIPELINES.values():
-        if spec.rpartition(":")[2] == name:
-            return _delayed(load_object(spec))
+    for row in served():
+        if row.runner.rpartition(":")[2] == name:
+            return _delayed(load_object(row.runner))
     raise AttributeError(name)

@@ -63,7 +63,8 @@ def _number(raw: object) -> float | None:
 
 
 def adapter_name(repo: str) -> str:
-    # peft stores adapters in ModuleDicts, whose keys cannot contain "."
+    """The peft adapter name of a LoRA repo id: characters other than letters, digits, `_`, `/` and `-`
+    become `_` (peft stores adapters in ModuleDicts, whose keys cannot contain ".")."""
     return re.sub(r"[^0-9A-Za-z_/-]", "_", repo)
 
 
@@ -77,6 +78,7 @@ class AdapterLock:
 
     @contextmanager
     def shared(self) -> Iterator[None]:
+        """Hold the lock with other readers: a request that leaves the adapters as they are."""
         with self._cond:
             while self._writer:
                 self._cond.wait()
@@ -90,6 +92,7 @@ class AdapterLock:
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
+        """Hold the lock alone: a request that loads, weights or disables adapters."""
         with self._cond:
             while self._writer or self._readers:
                 self._cond.wait()
@@ -115,6 +118,7 @@ class LoraCache:
 
     @property
     def active(self) -> bool:
+        """Whether any adapter is resident (a request without LoRAs must then zero them, exclusively)."""
         return bool(self.resident)
 
     def apply(self, strengths: dict[str, float]) -> None:

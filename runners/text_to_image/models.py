@@ -24,6 +24,8 @@ class UnsupportedModel(ValueError):
 
 @dataclass(frozen=True)
 class ModelKind:
+    """What a MODEL_ID means for loading and for every request (contract 8.1, 9)."""
+
     model_id: str
     lightning: bool  # ByteDance/SDXL-Lightning: base + Lightning UNet, trailing Euler
     steps: int | None  # forced number of steps (Lightning), else None
@@ -32,14 +34,21 @@ class ModelKind:
 
     @property
     def forced_guidance(self) -> float | None:
+        """0.0 for Lightning and the exact Turbo ids, whatever the request says; None: the request's."""
         return 0.0 if self.lightning or self.turbo else None
 
     @property
     def lightning_unet_file(self) -> str:
+        """The distilled UNet's file in ByteDance/SDXL-Lightning for this step count."""
         return f"sdxl_lightning_{self.steps}step_unet.safetensors"
 
 
 def classify(model_id: str) -> ModelKind:
+    """What `model_id` means: Lightning (and its step count, 8 for the bare id), Turbo, DeepCache allowed.
+
+    Raises:
+        UnsupportedModel: a Lightning step count other than 2, 4 or 8 (upstream silently loads 8: Q23).
+    """
     lightning = LIGHTNING_REPO.lower() in model_id.lower()
     steps = None
     if lightning:
@@ -58,16 +67,20 @@ def classify(model_id: str) -> ModelKind:
 
 
 def has_fp16_files(folder: Path) -> bool:
+    """Whether `folder` (a repository's cache folder) holds any `*.fp16.safetensors`."""
     return folder.is_dir() and any(folder.rglob("*.fp16.safetensors"))
 
 
 def has_plain_files(folder: Path) -> bool:
+    """Whether `folder` holds any `*.safetensors` that is not an fp16 variant file."""
     return folder.is_dir() and any(
         p.name.endswith(".safetensors") and ".fp16." not in p.name for p in folder.rglob("*.safetensors"))
 
 
 @dataclass(frozen=True)
 class LoadPlan:
+    """The dtype to serve in and the weight variant to read (`load_plan`)."""
+
     dtype: str  # "float32" | "float16" | "bfloat16"
     variant: str | None  # "fp16" or None
 

@@ -25,6 +25,7 @@ BOTH_FLAGS = ("SFAST and DEEPCACHE are both set: choose one (the operator guide 
 
 
 def stable_fast_available() -> bool:
+    """Whether stable-fast's diffusion compiler imports (and so SFAST uses it rather than torch.compile)."""
     try:
         import sfast.compilers.diffusion_pipeline_compiler  # noqa: F401
     except Exception:  # ImportError, or a build that does not match this torch
@@ -33,7 +34,14 @@ def stable_fast_available() -> bool:
 
 
 def apply_sfast(pipe, model_dir: Path, compile_mode: str = "default", backend: str = "inductor"):
-    """Returns (pipe, description of what was applied)."""
+    """SFAST: stable-fast when it imports, else torch.compile of the UNet and the VAE decoder, in place.
+
+    Args:
+        pipe: the pipeline, on its device. model_dir: MODEL_DIR (the compile cache goes under it).
+        compile_mode, backend: torch.compile's (T2I_COMPILE_MODE, T2I_COMPILE_BACKEND), fallback only.
+    Returns:
+        (the pipeline to serve, what was applied, for /runner/info's optimisations_applied and the log).
+    """
     if stable_fast_available():
         from sfast.compilers.diffusion_pipeline_compiler import CompilationConfig, compile
 
@@ -66,6 +74,14 @@ def torch_compile(module, mode: str, backend: str) -> None:
 
 
 def apply_deepcache(pipe, interval: int = 3, branch: int = 0):
+    """DEEPCACHE: DeepCacheSDHelper wrapping `pipe`, enabled (it reads the step index from that object).
+
+    Args:
+        pipe: the one pipeline object that will run. interval: steps between full UNet passes.
+        branch: the skip branch whose features are cached.
+    Returns:
+        (the helper, what was applied).
+    """
     from DeepCache import DeepCacheSDHelper
 
     helper = DeepCacheSDHelper(pipe=pipe)

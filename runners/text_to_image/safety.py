@@ -17,6 +17,8 @@ log = logging.getLogger("runner.text_to_image")
 
 
 class SafetyChecker:
+    """CompVis' checker with its CLIP processor, on one device: `flags` computes the NSFW booleans."""
+
     def __init__(self, model, processor, device: str, dtype):
         self.model = model
         self.processor = processor
@@ -25,7 +27,11 @@ class SafetyChecker:
 
     @classmethod
     def load(cls, model_dir: Path, device: str, dtype) -> SafetyChecker:
-        """Raises ModelNotFound when the weights are not in MODEL_DIR (and cannot be fetched)."""
+        """Load the checker and its processor from MODEL_DIR onto `device` in `dtype` (a torch dtype).
+
+        Raises:
+            ModelNotFound: the weights are not in MODEL_DIR (and cannot be fetched).
+        """
         from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
         from transformers import CLIPImageProcessor
 
@@ -42,7 +48,7 @@ class SafetyChecker:
         return cls(model, processor, device, dtype)
 
     def flags(self, images: list[np.ndarray]) -> list[bool]:
-        """One NSFW boolean per HxWx3 uint8 image."""
+        """One NSFW boolean per image; `images` are (H, W, 3) uint8 RGB and are left untouched."""
         import torch
 
         pixels = self.processor(images=images, return_tensors="pt").pixel_values.to(self.device, self.dtype)

@@ -101,14 +101,17 @@ PARAMETER_COUNTS_FULL = {  # the real SDXL components, for the 1% check
 
 
 def unet_config(scale: Scale) -> dict:
+    """The SDXL UNet's config at `scale` ("full": real SDXL shapes; "tiny": for tests), a fresh copy."""
     return dict(SDXL_UNET_FULL if scale == "full" else SDXL_UNET_TINY)
 
 
 def vae_config(scale: Scale) -> dict:
+    """The SDXL VAE's config at `scale`, a fresh copy."""
     return dict(SDXL_VAE_FULL if scale == "full" else SDXL_VAE_TINY)
 
 
 def clip_configs(scale: Scale):
+    """(CLIP-L, OpenCLIP-G) text-encoder configs at `scale` (both the same tiny one when "tiny")."""
     from transformers import CLIPTextConfig
 
     one, two = (CLIP_L_FULL, CLIP_G_FULL) if scale == "full" else (CLIP_TINY, CLIP_TINY)

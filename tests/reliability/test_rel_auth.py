@@ -12,8 +12,8 @@ import httpx
 import pytest
 from reliability.relkit import AUTH, TOKEN, LogCapture, answers_valid_request, target_params
 
-from benchmarks.soak.contract import check
-from runner_sdk.routes import LIVEPEER_GENERATE_PATHS
+from runner_sdk.conformance import check
+from runner_sdk.pipelines import PIPELINES
 
 BAD_AUTH = {
     "none": {},
@@ -30,7 +30,7 @@ BAD_AUTH = {
 def _post_paths(srv_url: str) -> set[str]:
     doc = httpx.get(srv_url + "/openapi.json").json()
     listed = {path for path, ops in doc["paths"].items() if "post" in ops}
-    every = listed | set(LIVEPEER_GENERATE_PATHS.values())
+    every = listed | {p.path for p in PIPELINES.values()}
     return every | {p + "/" for p in every}
 
 
@@ -63,7 +63,7 @@ def test_no_generate_route_answers_without_the_token(target, servers):
 @pytest.mark.parametrize("target", target_params(["fake-image"]))
 def test_other_pipelines_slash_twins_answer_json_500(target, servers):
     srv = servers(target)
-    others = [p for p in LIVEPEER_GENERATE_PATHS.values() if p != target.route.path]
+    others = [p.path for p in PIPELINES.values() if p.path != target.route.path]
     with httpx.Client(timeout=60, headers=AUTH) as client:
         statuses = {p: client.post(srv.url + p + "/", json={}).status_code for p in others}
     assert set(statuses.values()) == {500}, statuses
