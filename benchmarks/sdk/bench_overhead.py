@@ -14,7 +14,6 @@ import http.client
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import threading
@@ -24,15 +23,11 @@ from pathlib import Path
 import httpx
 
 from runner_sdk.hardware import cpu_name
+from runner_sdk.stats import percentile
 from runner_sdk.testing import free_port
 
 HERE = Path(__file__).resolve().parent
 BODY = {"prompt": "x", "seed": 1, "width": 8, "height": 8}
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
 def serve(runner: str, capacity: int, queue: int, extra_env: dict | None = None) -> tuple[subprocess.Popen, str]:
@@ -132,7 +127,7 @@ def bench_overhead(n: int, rounds: int = 4) -> dict:
     out = {"n": len(sdk["total"])}
     for name, values in [("total", sdk["total"]), ("overhead", sdk["overhead"]), ("floor", sdk["floor"]),
                          ("bare_total", bare["total"]), ("bare_floor", bare["floor"])]:
-        out[f"{name}_p50"], out[f"{name}_p99"] = statistics.median(values), percentile(values, 99)
+        out[f"{name}_p50"], out[f"{name}_p99"] = percentile(values, 50), percentile(values, 99)
     return out
 
 
@@ -162,7 +157,7 @@ def bench_health_saturated(n: int, capacity: int, queue: int) -> dict:
     finally:
         proc.terminate()
         proc.wait(10)
-    return {"n": n, "capacity": capacity, "queue": queue, "p50": statistics.median(latencies),
+    return {"n": n, "capacity": capacity, "queue": queue, "p50": percentile(latencies, 50),
             "p99": percentile(latencies, 99), "max": max(latencies), "saturated_throughout": still_busy,
             "extra_request_status": refused.status_code, "extra_request_msg": refused.json()["detail"]["msg"]}
 

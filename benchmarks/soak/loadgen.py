@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from .contract import check
+from runner_sdk.conformance import check
+from runner_sdk.stats import percentile
+
 from .targets import Target
 
 
@@ -35,10 +37,8 @@ class LoadReport:
     served_end: int | None = None
 
     def health_ms(self, q: float) -> float:
-        if not self.health:
-            return float("nan")
-        data = sorted(self.health)
-        return 1000 * data[min(len(data) - 1, int(q * len(data)))]
+        """The `q`-quantile (0..1) of the /health answer times, in ms; NaN without any."""
+        return 1000 * percentile(self.health, 100 * q) if self.health else float("nan")
 
     def summary(self) -> dict:
         return {

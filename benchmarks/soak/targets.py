@@ -62,7 +62,7 @@ class Target:
         return "benchmarks.soak.wrapped:" + self.runner_spec.rpartition(":")[2]
 
     def runner_class(self):
-        from runner_sdk.registry import load_object
+        from runner_sdk.pipelines import load_object
 
         return load_object(self.runner_spec)
 
@@ -70,9 +70,9 @@ class Target:
         """Write the tiny model into `model_dir` (HF cache layout); fakes need none."""
         if not self.real:
             return None
-        from runner_sdk.registry import SYNTH, load_object
+        from runner_sdk.pipelines import synthesize
 
-        return load_object(SYNTH[self.pipeline])(self.model_id, model_dir, "tiny")
+        return synthesize(self.pipeline, self.model_id, model_dir, "tiny")
 
     def valid_request(self) -> dict[str, Any]:
         """httpx keyword arguments of a request the runner must answer with 200."""
@@ -101,11 +101,11 @@ def unavailable(target: Target) -> str | None:
     """Why a target cannot run yet (its runner or synth module does not import), or None."""
     if not target.real:
         return None
-    from runner_sdk.registry import SYNTH, load_object
+    from runner_sdk.pipelines import PIPELINES, load_object
 
     try:
         target.runner_class()
-        load_object(SYNTH[target.pipeline])
+        load_object(PIPELINES[target.pipeline].synth)
     except (ImportError, AttributeError) as exc:
         return f"{target.runner_spec} not available yet: {exc}"
     return None

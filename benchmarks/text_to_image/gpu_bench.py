@@ -36,7 +36,6 @@ import json
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,8 @@ from pathlib import Path
 T_START = time.perf_counter()
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+
+from runner_sdk.stats import percentile  # noqa: E402 (after the path insert: runs as a script)
 
 MODEL = "ByteDance/SDXL-Lightning-4step"
 SIZE = 1024
@@ -143,7 +144,7 @@ def sequential(url: str, n: int, **extra) -> dict:
     t0 = time.perf_counter()
     lat = [request(url, i, **extra) for i in range(n)]
     wall = time.perf_counter() - t0
-    return {"p50_s": statistics.median(lat), "p90_s": _pct(lat, 0.9), "images_per_s": n / wall, "n": n}
+    return {"p50_s": percentile(lat, 50), "p90_s": percentile(lat, 90), "images_per_s": n / wall, "n": n}
 
 
 def concurrent(url: str, n: int, clients: int, **extra) -> dict:
@@ -163,12 +164,7 @@ def concurrent(url: str, n: int, clients: int, **extra) -> dict:
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    return {"p50_s": statistics.median(lat), "p90_s": _pct(lat, 0.9), "images_per_s": n / wall, "n": n}
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return {"p50_s": percentile(lat, 50), "p90_s": percentile(lat, 90), "images_per_s": n / wall, "n": n}
 
 
 def runner_facts(info: dict) -> dict:
@@ -233,7 +229,7 @@ def naive_worker(model_dir: Path, n: int) -> None:
     print("NAIVE_RESULT " + json.dumps({
         "ready_s": ready_s, "phases_s": phases, "first_request_s": first_s, "warm_vram": warm,
         "peak_allocated": max(peaks), "peak_reserved": torch.cuda.max_memory_reserved(),
-        "p50_s": statistics.median(lat), "p90_s": _pct(lat, 0.9), "images_per_s": n / wall, "n": n,
+        "p50_s": percentile(lat, 50), "p90_s": percentile(lat, 90), "images_per_s": n / wall, "n": n,
     }), flush=True)
 
 

@@ -27,6 +27,9 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ByteSize, TypeAdapter
+
+from .. import nvml, pipelines
 from .results import BenchResults, ModelFigures
 
 # Placeholder prices (the contract's example values). Set your own: see the operator guide's pricing notes.
@@ -40,23 +43,44 @@ DEFAULT_HEADROOM = 0.20
 # offset) and its own 7935/8935.
 DEFAULT_PORT_BASE = 9000
 DEFAULT_IMAGE = "livepeer-runner-sdk"
-DIFFUSION = ("text-to-image", "image-to-image", "upscale")
+# Pipelines SFAST applies to (the pipeline table's diffusion ones).
+DIFFUSION = pipelines.names(diffusion=True)
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "M": 1000**2, "MB": 1000**2, "G": 1000**3, "GB": 1000**3,
-          "T": 1000**4, "TB": 1000**4, "KI": 1024, "KIB": 1024, "MI": 1024**2, "MIB": 1024**2,
-          "GI": 1024**3, "GIB": 1024**3, "TI": 1024**4, "TIB": 1024**4}
+# A number and an optional unit, nothing else around it (ByteSize alone would take "24GiB of RAM").
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+_BYTE_SIZE = TypeAdapter(ByteSize)
 
 
 def parse_size(text: str) -> int:
-    """'24GiB' -> bytes. GB means 10^9 and GiB 2^30; a bare number is bytes."""
+    """A memory size as an operator writes it (`--gpu 24GiB`), in bytes.
+
+    Units are pydantic's `ByteSize` ones, case-insensitive: GB (or G) means 10^9 and GiB (or Gi) 2^30, likewise
+    K, M, T; a bare number is bytes.
+
+    Args:
+        text: e.g. "24GiB", "12GB", "80 gib", "1024".
+
+    Returns:
+        The size in bytes (fractions of a byte dropped).
+
+    Raises:
+        ValueError: not a size.
+    """
+    bad = f"not a memory size: {text!r} (examples: 24GiB, 12GB, 80GiB)"
     m = _SIZE.match(text)
-    if not m:
-        raise ValueError(f"not a memory size: {text!r} (examples: 24GiB, 12GB, 80GiB)")
-    return int(float(m.group(1)) * _UNITS[(m.group(2) or "").upper()])
+    if m is None:
+        raise ValueError(bad)
+    number, unit = m.groups()
+    if re.fullmatch(r"[KMGTPE]i", unit, re.IGNORECASE):
+        unit += "B"  # "24Gi": ByteSize only knows "GiB"
+    try:
+        return int(_BYTE_SIZE.validate_python(number + unit))
+    except ValueError:  # pydantic's ValidationError is one
+        raise ValueError(bad) from None
 
 
 def fmt_gib(n: int | float) -> str:
+    """Bytes as "12.0 GiB"."""
     return f"{n / 1024**3:.1f} GiB"
 
 
@@ -73,20 +97,12 @@ class GPU:
 
 
 def detect_gpus() -> list[GPU]:
-    """GPUs as NVML numbers them (the same order as nvidia-smi and `docker run --gpus device=N`)."""
-    import pynvml  # nvidia-ml-py
+    """GPUs as NVML numbers them (the same order as nvidia-smi and `docker run --gpus device=N`).
 
-    pynvml.nvmlInit()
-    try:
-        gpus = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            name = pynvml.nvmlDeviceGetName(h)
-            gpus.append(GPU(i, int(pynvml.nvmlDeviceGetMemoryInfo(h).total),
-                            name.decode() if isinstance(name, bytes) else name))
-        return gpus
-    finally:
-        pynvml.nvmlShutdown()
+    Raises:
+        NvmlUnavailable: no NVML (no driver, no GPU, or nvidia-ml-py missing).
+    """
+    return [GPU(g.index, g.memory_total, g.name) for g in nvml.gpus()]
 
 
 @dataclass
@@ -123,7 +139,23 @@ class Plan:
 def make_plan(results: BenchResults, gpus: list[GPU], *, headroom: float = DEFAULT_HEADROOM,
               models: list[tuple[str, str]] | None = None, capacities: dict[str, int] | None = None,
               managed: bool = False, port_base: int = DEFAULT_PORT_BASE) -> Plan:
-    """Place the chosen models (default: all in `results`) on `gpus`. See the module doc for the rules."""
+    """Place the chosen models on `gpus`. See the module doc for the rules.
+
+    Args:
+        results: bench results (or the reference estimates) with each model's VRAM figures.
+        gpus: the GPUs to plan for, in device order.
+        headroom: margin over peak VRAM, as a fraction.
+        models: (pipeline, model_id) pairs to place; default: every model in `results`.
+        capacities: a fixed capacity per pipeline (not lowered when it does not fit).
+        managed: go-livepeer-managed containers (one warm model per GPU) instead of external runners.
+        port_base: the first host port of the external runners.
+
+    Returns:
+        The placements and the models left out, with the reason.
+
+    Raises:
+        ValueError: no GPUs, a negative headroom, or a chosen model without figures in `results`.
+    """
     if not gpus:
         raise ValueError("no GPUs: give --gpu SIZE (e.g. --gpu 24GiB) or run where NVML sees a GPU")
     if headroom < 0:
@@ -252,4 +284,5 @@ def go_livepeer_flags(plan: Plan, image: str = DEFAULT_IMAGE) -> str:
 
 
 def new_token() -> str:
+    """A fresh random bearer token for the runners and aiModels.json."""
     return secrets.token_urlsafe(24)

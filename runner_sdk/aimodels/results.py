@@ -37,9 +37,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..pipelines import PIPELINES
+
 SCHEMA = "runner-sdk-bench/1"
 REFERENCE_PATH = Path(__file__).with_name("reference.json")
-PRICING_UNITS = {"text-to-image": "pixels", "audio-to-text": "audio_ms", "llm": "tokens"}
+# What throughput is counted in, per pipeline: its pricing unit (the pipeline table).
+PRICING_UNITS = {name: p.pricing_unit for name, p in PIPELINES.items()}
 
 
 class _Model(BaseModel):
@@ -52,7 +55,7 @@ class Latency(_Model):
 
 
 class Throughput(_Model):
-    unit: str = Field(description="pricing unit: pixels, audio_ms or tokens")
+    unit: str = Field(description="the pipeline's pricing unit (pixels, audio_ms, tokens, characters...)")
     units_per_s: float = Field(ge=0)
 
 

@@ -5,23 +5,24 @@ from __future__ import annotations
 
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 
+from ..stats import percentile
 from ..testing import free_port
 from .workloads import Workload
 
 
 @dataclass
 class Measurement:
+    """One server process at one capacity: its cold load, VRAM (from /runner/info) and request figures."""
+
     capacity: int
     cold_load_s: float  # process start to ready, as the operator sees it
     load_phases_s: dict[str, float]
@@ -36,18 +37,24 @@ class Measurement:
     notes: list[str] = field(default_factory=list)
 
     def p(self, q: float) -> float | None:
-        if not self.latencies_s:
-            return None
-        ordered = sorted(self.latencies_s)
-        return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+        """The q-th latency percentile in seconds (0 <= q <= 100), None without a successful request."""
+        return percentile(self.latencies_s, q) if self.latencies_s else None
 
 
 class ServerFailed(RuntimeError):
-    pass
+    """The server under test exited, reported ERROR on /health, or was not ready in time."""
 
 
 def start_server(pipeline: str, model_id: str, model_dir: Path, device: str, capacity: int,
                  extra_env: dict[str, str] | None = None, ready_timeout: float = 600.0):
+    """Start `runner-sdk serve` on a free local port and wait for /health to say IDLE or OK.
+
+    Returns:
+        (the process, its base url, seconds from start to ready).
+
+    Raises:
+        ServerFailed: it exited, reported ERROR, or was not ready within `ready_timeout` seconds.
+    """
     port = free_port()
     env = {**os.environ, "PIPELINE": pipeline, "MODEL_ID": model_id, "MODEL_DIR": str(model_dir),
            "HF_HUB_OFFLINE": "1", **(extra_env or {})}
@@ -78,6 +85,7 @@ def start_server(pipeline: str, model_id: str, model_dir: Path, device: str, cap
 
 
 def stop_server(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 15 s."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -98,6 +106,11 @@ def _send(client: httpx.Client, url: str, work: Workload, i: int) -> tuple[int, 
 def measure(pipeline: str, model_id: str, model_dir: Path, device: str, capacity: int, work: Workload,
             requests: int, warmup_requests: int = 1, progress=None,
             extra_env: dict[str, str] | None = None) -> Measurement:
+    """Start a fresh server, warm it up, then send `requests` requests from `capacity` clients at once.
+
+    Raises:
+        ServerFailed: the server exited, reported ERROR or was not ready in time.
+    """
     proc, url, cold = start_server(pipeline, model_id, model_dir, device, capacity, extra_env)
     try:
         info = httpx.get(url + "/runner/info").json()
@@ -107,46 +120,45 @@ def measure(pipeline: str, model_id: str, model_dir: Path, device: str, capacity
         with httpx.Client() as client:
             for i in range(warmup_requests):
                 _send(client, url, work, 10_000 + i)
-        # `capacity` clients in parallel, `requests` requests in all: latency per request and throughput.
-        results: list[tuple[int, float, float]] = []
-        lock = threading.Lock()
-        counter = iter(range(requests))
-
-        def client_loop() -> None:
-            with httpx.Client() as client:
-                while True:
-                    with lock:
-                        i = next(counter, None)
-                    if i is None:
-                        return
-                    out = _send(client, url, work, i)
-                    with lock:
-                        results.append(out)
-                    if progress is not None:
-                        progress()
-
-        t0 = time.perf_counter()
-        threads = [threading.Thread(target=client_loop) for _ in range(capacity)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - t0
+        results, wall = _drive(url, work, capacity, requests, progress)
         for status, _, _ in results:
             m.statuses[status] = m.statuses.get(status, 0) + 1
         ok = [(s, units) for status, s, units in results if status == 200]
         m.latencies_s = [s for s, _ in ok]
         m.units_per_s = sum(u for _, u in ok) / wall if ok else None
         m.requests_per_s = len(ok) / wall if ok else None
-        info: dict[str, Any] = httpx.get(url + "/runner/info").json()
+        info = httpx.get(url + "/runner/info").json()
         m.peak_vram = info["vram"]["peak"]
         return m
     finally:
         stop_server(proc)
 
 
-def summary(values: list[float]) -> dict[str, float] | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return {"p50": statistics.median(ordered), "p95": ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]}
+def _drive(url: str, work: Workload, capacity: int, requests: int,
+           progress=None) -> tuple[list[tuple[int, float, float]], float]:
+    """`capacity` clients in parallel, `requests` requests in all: ((status, seconds, units) each, wall seconds)."""
+    results: list[tuple[int, float, float]] = []
+    lock = threading.Lock()
+    counter = iter(range(requests))
+
+    def client_loop() -> None:
+        with httpx.Client() as client:
+            while True:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                out = _send(client, url, work, i)
+                with lock:
+                    results.append(out)
+                if progress is not None:
+                    progress()
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=client_loop) for _ in range(capacity)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results, time.perf_counter() - t0
+

@@ -16,6 +16,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from .. import nvml
 from ..aimodels.results import (
     BenchResults,
     CapacityRun,
@@ -25,16 +26,10 @@ from ..aimodels.results import (
     Throughput,
 )
 from ..hardware import cpu_name
-from ..registry import SYNTH, load_object
+from ..pipelines import PIPELINES, synthesize
 from ..resolve import cache_folder
-from .measure import Measurement, measure, summary
+from .measure import Measurement, measure
 from .workloads import workload
-
-DEFAULT_MODELS = {
-    "text-to-image": "ByteDance/SDXL-Lightning-4step",
-    "audio-to-text": "openai/whisper-large-v3",
-    "llm": "meta-llama/Meta-Llama-3.1-8B-Instruct",
-}
 
 
 def prepare_weights(pipeline: str, model_id: str, model_dir: Path, synth_dir: Path, scale: str) -> tuple[Path, str]:
@@ -42,7 +37,7 @@ def prepare_weights(pipeline: str, model_id: str, model_dir: Path, synth_dir: Pa
     if cache_folder(model_dir, model_id).exists():
         return model_dir, "real"
     if not cache_folder(synth_dir, model_id).exists():
-        load_object(SYNTH[pipeline])(model_id, synth_dir, scale)
+        synthesize(pipeline, model_id, synth_dir, scale)
     return synth_dir, f"synthetic-{scale}"
 
 
@@ -63,23 +58,21 @@ def peak_bytes(m: Measurement) -> int | None:
 
 
 def warm_bytes(m: Measurement) -> int | None:
+    """Device memory held by the idle, loaded process (NVML's delta, else torch's reserved)."""
     warm = m.warm_vram or {}
     return warm.get("nvml_used_delta") if warm.get("nvml_used_delta") is not None else warm.get("torch_reserved")
 
 
 def machine(device: str) -> Machine:
+    """The GPU `device` ("cuda:N") is, as NVML names it, and this host's CPU; no GPU facts on the CPU or without
+    NVML."""
     name = mem = None
-    if device != "cpu":
+    if nvml.cuda_index(device) is not None:
         try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            index = int(device.split(":")[1]) if ":" in device else 0
-            h = pynvml.nvmlDeviceGetHandleByIndex(index)
-            name = pynvml.nvmlDeviceGetName(h)
-            name = name.decode() if isinstance(name, bytes) else name
-            mem = int(pynvml.nvmlDeviceGetMemoryInfo(h).total)
-        except Exception:
+            index = nvml.session().nvmlDeviceGetIndex(nvml.handle_for(device))  # torch's N need not be NVML's
+            gpu = next(g for g in nvml.gpus() if g.index == index)
+            name, mem = gpu.name, gpu.memory_total
+        except Exception:  # noqa: BLE001 - the figures stand without the GPU's name
             pass
     return Machine(gpu_name=name, gpu_memory_bytes=mem,
                    host=f"{socket.gethostname()}: {os.cpu_count()} cores, {cpu_name()}")
@@ -87,6 +80,25 @@ def machine(device: str) -> Machine:
 
 def run_bench(pipelines: list[str], out: Path, model_dir: Path, scale: str = "full", device: str = "auto",
               max_capacity: int = 2, requests: int = 8, models: dict[str, str] | None = None) -> BenchResults:
+    """Measure each pipeline at capacity 1..`max_capacity` and write results.json, raw.json, results.md and
+    the charts into `out`.
+
+    Args:
+        pipelines: the pipelines to measure (each needs a workload and a synthetic-weights builder).
+        out: the results folder (created).
+        model_dir: where real weights are looked for; synthetic ones are written elsewhere when missing.
+        scale: "full" (production-sized weights and requests) or "tiny" (CI).
+        device: "auto", "cpu" or "cuda:N".
+        max_capacity: the highest capacity measured.
+        requests: requests per client at each capacity.
+        models: model id per pipeline (default: the pipeline table's demo id).
+
+    Returns:
+        What results.json holds.
+
+    Raises:
+        ServerFailed: a server under test did not start or failed.
+    """
     out.mkdir(parents=True, exist_ok=True)
     # Synthetic weights never go inside `out` when that is a folder to commit: RUNNER_BENCH_SYNTH_DIR wins.
     synth_dir = Path(os.environ.get("RUNNER_BENCH_SYNTH_DIR") or out / "synthetic-models")
@@ -96,7 +108,7 @@ def run_bench(pipelines: list[str], out: Path, model_dir: Path, scale: str = "fu
         device = "cuda:0" if torch.cuda.is_available() else "cpu"
     figures, raw = [], []
     for pipeline in pipelines:
-        model_id = (models or {}).get(pipeline, DEFAULT_MODELS[pipeline])
+        model_id = (models or {}).get(pipeline, PIPELINES[pipeline].demo_model_id)
         serve_dir, weights = prepare_weights(pipeline, model_id, model_dir, synth_dir, scale)
         work = workload(pipeline, scale)
         runs: list[Measurement] = []
@@ -105,19 +117,7 @@ def run_bench(pipelines: list[str], out: Path, model_dir: Path, scale: str = "fu
             with tqdm(total=n, desc=f"{pipeline} capacity {capacity}", unit="req", leave=False) as bar:
                 runs.append(measure(pipeline, model_id, serve_dir, device, capacity, work, n,
                                     progress=lambda: bar.update(1)))
-        first = runs[0]
-        lat = summary(first.latencies_s)
-        figures.append(ModelFigures(
-            pipeline=pipeline, model_id=model_id, warm_vram_bytes=warm_bytes(first),
-            peak_vram_bytes=peak_bytes(first), cold_load_s=round(first.cold_load_s, 3),
-            latency_s=Latency(**lat) if lat else None,
-            throughput=Throughput(unit=work.unit, units_per_s=first.units_per_s or 0.0),
-            by_capacity=[CapacityRun(capacity=r.capacity, peak_vram_bytes=peak_bytes(r), units_per_s=r.units_per_s,
-                                     latency_p50_s=r.p(50), latency_p95_s=r.p(95)) for r in runs],
-            weights=weights, source="measured",
-            notes="; ".join(first.notes + [f"device {first.device}, dtype {first.dtype}",
-                                           "cold load of the first run with the page cache as found; later "
-                                           "capacities load with a warm page cache"])))
+        figures.append(model_figures(pipeline, model_id, weights, work.unit, runs))
         raw.append({"pipeline": pipeline, "model_id": model_id, "weights": weights, "unit": work.unit,
                     "runs": [{**r.__dict__, "cold_load_s": r.cold_load_s} for r in runs]})
     results = BenchResults(source="measured", machine=machine(device), models=figures,
@@ -129,11 +129,28 @@ def run_bench(pipelines: list[str], out: Path, model_dir: Path, scale: str = "fu
     return results
 
 
+def model_figures(pipeline: str, model_id: str, weights: str, unit: str, runs: list[Measurement]) -> ModelFigures:
+    """The results.json record of one model from its runs at capacity 1, 2, ... (the first one is capacity 1)."""
+    first = runs[0]
+    return ModelFigures(
+        pipeline=pipeline, model_id=model_id, warm_vram_bytes=warm_bytes(first),
+        peak_vram_bytes=peak_bytes(first), cold_load_s=round(first.cold_load_s, 3),
+        latency_s=Latency(p50=first.p(50), p95=first.p(95)) if first.latencies_s else None,
+        throughput=Throughput(unit=unit, units_per_s=first.units_per_s or 0.0),
+        by_capacity=[CapacityRun(capacity=r.capacity, peak_vram_bytes=peak_bytes(r), units_per_s=r.units_per_s,
+                                 latency_p50_s=r.p(50), latency_p95_s=r.p(95)) for r in runs],
+        weights=weights, source="measured",
+        notes="; ".join(first.notes + [f"device {first.device}, dtype {first.dtype}",
+                                       "cold load of the first run with the page cache as found; later "
+                                       "capacities load with a warm page cache"]))
+
+
 def _gib(value: int | None) -> str:
     return "not measured (CPU)" if value is None else f"{value / 2**30:.2f} GiB"
 
 
 def markdown(results: BenchResults, raw: list[dict[str, Any]]) -> str:
+    """results.md: the figures table, throughput and peak VRAM by capacity, cold load by phase."""
     m = results.machine
     where = f"{m.gpu_name} ({m.gpu_memory_bytes / 2**30:.0f} GiB)" if m.gpu_name else "CPU only, no GPU"
     lines = [f"# Runner benchmark: {where}", "", f"Host: {m.host}. {results.note}.", "",
@@ -162,6 +179,7 @@ def markdown(results: BenchResults, raw: list[dict[str, Any]]) -> str:
 
 
 def charts(results: BenchResults, out: Path) -> None:
+    """throughput.png (units/s by capacity, per model) and vram.png (warm and peak per model) in `out`."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -1,7 +1,7 @@
 """What a benchmark sends to each pipeline, and how many pricing units a response is worth.
 
-Pricing units are what an orchestrator charges for: output pixels (text-to-image), audio milliseconds
-(audio-to-text), generated tokens (llm).
+Pricing units are what an orchestrator charges for (the pipeline table's `pricing_unit`): output pixels
+(text-to-image), audio milliseconds (audio-to-text), generated tokens (llm).
 """
 
 from __future__ import annotations
@@ -13,17 +13,31 @@ import wave
 from dataclasses import dataclass
 from typing import Any
 
+from ..pipelines import PIPELINES
+
 
 @dataclass
 class Workload:
+    """The requests of one pipeline's benchmark; its path and pricing unit come from the pipeline table."""
+
     pipeline: str
-    unit: str
-    path: str
+
+    @property
+    def unit(self) -> str:
+        """The pricing unit `units` counts in."""
+        return PIPELINES[self.pipeline].pricing_unit
+
+    @property
+    def path(self) -> str:
+        """The runner's POST path."""
+        return PIPELINES[self.pipeline].path
 
     def request(self, i: int) -> dict[str, Any]:
+        """httpx keyword arguments of request number `i`."""
         raise NotImplementedError
 
     def units(self, body: dict[str, Any]) -> float:
+        """How many pricing units a 200 response body is worth."""
         raise NotImplementedError
 
 
@@ -85,12 +99,17 @@ class LLM(Workload):
 
 
 def workload(pipeline: str, scale: str) -> Workload:
+    """The benchmark requests for `pipeline`: small ones at scale "tiny", production-sized ones otherwise.
+
+    Raises:
+        ValueError: no workload for this pipeline.
+    """
     tiny = scale == "tiny"
     if pipeline == "text-to-image":
         side = 64 if tiny else 1024
-        return TextToImage(pipeline, "pixels", "/text-to-image", width=side, height=side)
+        return TextToImage(pipeline, width=side, height=side)
     if pipeline == "audio-to-text":
-        return AudioToText(pipeline, "audio_ms", "/audio-to-text", seconds=5.0 if tiny else 600.0)
+        return AudioToText(pipeline, seconds=5.0 if tiny else 600.0)
     if pipeline == "llm":
-        return LLM(pipeline, "tokens", "/llm", max_tokens=16 if tiny else 256)
+        return LLM(pipeline, max_tokens=16 if tiny else 256)
     raise ValueError(f"no benchmark workload for pipeline {pipeline!r}")

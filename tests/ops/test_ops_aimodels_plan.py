@@ -234,3 +234,27 @@ def test_capacity_is_lowered_when_the_best_one_does_not_fit(tmp_path):
     # A capacity the operator fixed is not lowered: the model is left out instead.
     plan = planner.make_plan(results, gpus("5.5GiB"), capacities={"audio-to-text": 2})
     assert plan.placements == [] and "needs 6.0 GiB" in plan.left_out[0][1]
+
+
+def test_parse_size_spellings_bytesize_lacks():
+    """"24Gi" (no B) is normalised before pydantic's ByteSize; trailing words are not sizes."""
+    assert planner.parse_size("24Gi") == 24 * GiB
+    assert planner.parse_size("24G") == 24 * 10**9
+    assert planner.parse_size(" 5.5 GiB ") == int(5.5 * GiB)
+    for bad in ("", "24GiB of RAM", "-1GB", "24 ZiBB"):
+        with pytest.raises(ValueError, match="not a memory size"):
+            planner.parse_size(bad)
+
+
+def test_detect_gpus_reads_the_shared_nvml_session(monkeypatch):
+    from runner_sdk import nvml
+
+    monkeypatch.setattr(nvml, "gpus", lambda: [nvml.Gpu(0, "Card A", 24 * GiB), nvml.Gpu(1, "Card B", 12 * GiB)])
+    found = planner.detect_gpus()
+    assert [(g.index, g.memory_bytes, g.name) for g in found] == [(0, 24 * GiB, "Card A"), (1, 12 * GiB, "Card B")]
+
+
+def test_sfast_goes_to_the_table_diffusion_pipelines_only():
+    from runner_sdk import pipelines
+
+    assert set(planner.DIFFUSION) == {p.name for p in pipelines.PIPELINES.values() if p.diffusion}

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from fakes import FakeImageRunner
 
-from runner_sdk.registry import PIPELINES
+from runner_sdk.pipelines import names as pipeline_names
 from runner_sdk.settings import DEFAULT_VERSION, RunnerSettings
 from runner_sdk.testing import RunningServer
 
@@ -130,7 +130,7 @@ def test_target_env_and_port_match_settings(target, monkeypatch):
     image = effective(target)
     env = image["env"]
     pipeline = TARGETS[target].split(",")[0]
-    assert env["PIPELINE"] == pipeline and pipeline in PIPELINES
+    assert env["PIPELINE"] == pipeline and pipeline in pipeline_names(served_only=True)
     assert env["MODEL_ID"]
     defaults = RunnerSettings.model_fields
     assert env["HOST"] == defaults["host"].default
