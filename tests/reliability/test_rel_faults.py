@@ -24,8 +24,8 @@ from reliability.relkit import (
     target_params,
 )
 
-from benchmarks.soak.contract import check
 from benchmarks.soak.inject import forward_delay, oom_injector, slow_tokenizer_settings
+from runner_sdk.conformance import check
 
 REAL = ["text-to-image", "audio-to-text", "llm"]
 

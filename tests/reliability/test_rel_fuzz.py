@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from reliability.relkit import AUTH, answers_valid_request, idle, target_params
 from schemathesis.generation import GenerationMode
 
-from benchmarks.soak.contract import check
 from benchmarks.soak.targets import TARGETS, tone_file
+from runner_sdk.conformance import check
 
 EXAMPLES_PER_ROUTE = 20  # per generation mode (positive and negative); bounded for CI, deterministic (derandomize)
 
@@ -188,7 +188,7 @@ def test_malformed_and_oversized_json_gets_a_clear_answer(target, case, servers)
 
 
 def test_every_registered_pipeline_has_a_reliability_target():
-    from runner_sdk.registry import PIPELINES
+    from runner_sdk.pipelines import served
 
     real = {t.pipeline: t.runner_spec for t in TARGETS.values() if t.real}
-    assert real == PIPELINES  # a new pipeline in the registry joins this suite through benchmarks/soak/targets.py
+    assert real == {p.name: p.runner for p in served()}  # a new pipeline in the registry joins this suite through benchmarks/soak/targets.py
