@@ -36,87 +36,119 @@ def is_multipart(request: Request) -> bool:
     return ctype == b"multipart/form-data"
 
 
+class _FormBuilder:
+    """python-multipart's callbacks: one part at a time into `form` (files spooled, text kept)."""
+
+    def __init__(self, file_parts: tuple[str, ...], tmpdir: Path, max_file_bytes: int | None):
+        self.file_parts, self.tmpdir, self.max_file_bytes = file_parts, tmpdir, max_file_bytes
+        self.form = ParsedForm()
+        self.count = 0
+        self.field, self.value = b"", b""
+        self.fh = None
+        self._new_part()
+
+    def _new_part(self) -> None:
+        self.headers: dict[bytes, bytes] = {}
+        self.part: str | None = None
+        self.text = bytearray()
+        self.file: UploadedFile | None = None
+        self.size, self.over, self.discard = 0, False, False
+
+    def callbacks(self) -> dict:
+        return {"on_part_begin": self.on_part_begin, "on_part_data": self.on_part_data,
+                "on_part_end": self.on_part_end, "on_header_field": self.on_header_field,
+                "on_header_value": self.on_header_value, "on_header_end": self.on_header_end,
+                "on_headers_finished": self.on_headers_finished}
+
+    def on_part_begin(self) -> None:
+        self._new_part()
+        self.count += 1
+        if self.count > MAX_PARTS:
+            raise MultipartError(f"more than {MAX_PARTS} parts")
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self.headers[self.field.lower()] = self.value
+        self.field, self.value = b"", b""
+
+    def on_headers_finished(self) -> None:
+        _disposition, opts = parse_options_header(self.headers.get(b"content-disposition", b""))
+        name = opts.get(b"name", b"").decode("utf-8", "replace")
+        filename = opts.get(b"filename")
+        self.part = name
+        form = self.form
+        if (filename is not None and name not in self.file_parts) or name in form.files or name in form.oversized:
+            # A file the route does not read, or a repeat of one it has (the first wins, like Starlette's
+            # form.get()): drained, never written to disk.
+            self.discard = True
+        elif name in self.file_parts:
+            path = self.tmpdir / f"part-{len(form.files) + len(form.oversized)}"
+            self.fh = open(path, "wb")  # noqa: SIM115 (closed in on_part_end or by close())
+            self.file = UploadedFile(
+                name=name, filename=filename.decode("utf-8", "replace") if filename else None,
+                content_type=self.headers.get(b"content-type", b"").decode("latin-1") or None, path=path, size=0)
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.discard:
+            return
+        chunk = data[start:end]
+        if self.fh is None:
+            self.text += chunk
+            if len(self.text) > MAX_TEXT_PART_BYTES:
+                raise MultipartError(f"text part {self.part!r} is over {MAX_TEXT_PART_BYTES} bytes")
+            return
+        self.size += len(chunk)
+        if self.over:
+            return
+        if self.max_file_bytes is not None and self.size > self.max_file_bytes:
+            self.over = True  # keep draining, stop writing
+            self.fh.truncate(0)
+            return
+        self.fh.write(chunk)
+
+    def on_part_end(self) -> None:
+        if self.discard:
+            return
+        if self.fh is not None:
+            self.close()
+            if self.over:
+                self.form.oversized.append(self.part)
+            else:
+                self.file.size = self.size
+                self.form.files[self.part] = self.file
+        elif self.part not in self.form.fields:
+            self.form.fields[self.part] = self.text.decode("utf-8", "replace")
+
+    def close(self) -> None:
+        if self.fh is not None and not self.fh.closed:
+            self.fh.close()
+        self.fh = None
+
+
 async def parse_multipart(request: Request, file_parts: tuple[str, ...], tmpdir: Path,
                           max_file_bytes: int | None) -> ParsedForm:
+    """Parse a multipart/form-data body as it streams in.
+
+    Args:
+        request: the request; its body is consumed (to the end even after an error, so the client reads
+            the answer). file_parts: the route's file part names. tmpdir: where they are spooled.
+        max_file_bytes: per file part; a larger one is listed in `oversized` (the caller answers 413).
+    Returns:
+        ParsedForm: text parts, spooled files, oversized file part names.
+    Raises:
+        MultipartError: no boundary, too many parts, a text part over 1 MiB, or a malformed body (a 400).
+    """
     _, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if not boundary:
         raise MultipartError("multipart body without a boundary")
-
-    form = ParsedForm()
-    state: dict = {"headers": {}, "field": b"", "value": b"", "part": None}
-
-    def on_part_begin() -> None:
-        state.update(headers={}, part=None, text=bytearray(), fh=None, size=0, over=False, discard=False)
-        state["count"] = state.get("count", 0) + 1
-        if state["count"] > MAX_PARTS:
-            raise MultipartError(f"more than {MAX_PARTS} parts")
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        state["field"] += data[start:end]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        state["value"] += data[start:end]
-
-    def on_header_end() -> None:
-        state["headers"][state["field"].lower()] = state["value"]
-        state["field"], state["value"] = b"", b""
-
-    def on_headers_finished() -> None:
-        disposition, opts = parse_options_header(state["headers"].get(b"content-disposition", b""))
-        name = opts.get(b"name", b"").decode("utf-8", "replace")
-        filename = opts.get(b"filename")
-        state["part"] = name
-        if (filename is not None and name not in file_parts) or name in form.files or name in form.oversized:
-            # A file the route does not read, or a repeat of one it has (the first wins, like Starlette's
-            # form.get()): drained, never written to disk.
-            state["discard"] = True
-        elif name in file_parts:
-            index = len(form.files) + len(form.oversized)
-            path = tmpdir / f"part-{index}"
-            state["fh"] = open(path, "wb")  # noqa: SIM115 (closed in on_part_end or by the caller's cleanup)
-            state["file"] = UploadedFile(
-                name=name, filename=filename.decode("utf-8", "replace") if filename else None,
-                content_type=state["headers"].get(b"content-type", b"").decode("latin-1") or None,
-                path=path, size=0)
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        if state["discard"]:
-            return
-        chunk = data[start:end]
-        if state["fh"] is None:
-            state["text"] += chunk
-            if len(state["text"]) > MAX_TEXT_PART_BYTES:
-                raise MultipartError(f"text part {state['part']!r} is over {MAX_TEXT_PART_BYTES} bytes")
-            return
-        state["size"] += len(chunk)
-        if state["over"]:
-            return
-        if max_file_bytes is not None and state["size"] > max_file_bytes:
-            state["over"] = True  # keep draining, stop writing
-            state["fh"].truncate(0)
-            return
-        state["fh"].write(chunk)
-
-    def on_part_end() -> None:
-        name = state["part"]
-        if state["discard"]:
-            return
-        if state["fh"] is not None:
-            state["fh"].close()
-            if state["over"]:
-                form.oversized.append(name)
-            else:
-                state["file"].size = state["size"]
-                form.files[name] = state["file"]
-        elif name not in form.fields:
-            form.fields[name] = state["text"].decode("utf-8", "replace")
-
-    parser = MultipartParser(boundary, {
-        "on_part_begin": on_part_begin, "on_part_data": on_part_data, "on_part_end": on_part_end,
-        "on_header_field": on_header_field, "on_header_value": on_header_value,
-        "on_header_end": on_header_end, "on_headers_finished": on_headers_finished,
-    })
+    builder = _FormBuilder(file_parts, tmpdir, max_file_bytes)
+    parser = MultipartParser(boundary, builder.callbacks())
     error: MultipartError | None = None
     try:
         async for chunk in request.stream():
@@ -131,8 +163,7 @@ async def parse_multipart(request: Request, file_parts: tuple[str, ...], tmpdir:
         if error is None:
             parser.finalize()
     finally:
-        if state.get("fh") is not None and not state["fh"].closed:
-            state["fh"].close()
+        builder.close()
     if error is not None:
         raise error
-    return form
+    return builder.form
