@@ -12,7 +12,16 @@ _MAX_ECHO_DEPTH = 16
 
 
 class RunnerError(Exception):
-    """Raise anywhere in a runner (check, predict, setup) to answer `status` with `msg`."""
+    """Raise anywhere in a runner (decode, predict) to answer `status` with `{"detail": {"msg": msg}}`.
+
+    Args:
+        status: an HTTP status the route lists in `Route.error_statuses` (contract 4.2, 4.5); go-livepeer
+            cannot parse others. 400 for a caller's error, 500 for the runner's own failure.
+        msg: the message, as the contract's catalogue spells it where it has one (4.4, 4.7).
+        headers: extra response headers (e.g. WWW-Authenticate on a 401).
+
+    Raised from `setup`, it puts the runner in ERROR with `msg` as the reason.
+    """
 
     def __init__(self, status: int, msg: str, headers: dict[str, str] | None = None):
         super().__init__(msg)
@@ -30,6 +39,8 @@ class SchemaInvalid(RunnerError):
 
 
 class BadRequest(RunnerError):
+    """A caller's error: 400 with `msg` (raise it from `decode`, so it never takes a capacity slot)."""
+
     def __init__(self, msg: str):
         super().__init__(400, msg)
 
