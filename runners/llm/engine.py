@@ -10,10 +10,15 @@ padding are trimmed).
 Each sequence gets its events on its own queue: ("token", id), then ("done", "stop"|"length"), or
 ("error", exception), or ("cancelled", None). The engine calls `job.step()` once per generated token, so a
 request whose client went away stops within one step.
+
+The KV cache goes to the model under the keyword its forward declares: `cache` (transformers 5.24 and later)
+or `past_key_values` (before 5.24). The model's forward takes **kwargs, so a wrong name would be swallowed
+silently and every step would run without the cache; the name is therefore read from the signature once.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import queue
 import secrets
@@ -30,6 +35,34 @@ from .sampling import SamplingParams, choose_tokens
 
 log = logging.getLogger(__name__)
 
+# The transformers releases the LLM runner is tested on (pyproject's llm extra says the same): the engines
+# need 5.4 (the static cache's tensor write position), the GGUF importer's tokenizers 5.6.
+SUPPORTED_TRANSFORMERS = ">=5.6,<6"
+
+
+def cache_keyword(model) -> str:
+    """The keyword under which `model`'s forward takes the KV cache.
+
+    Args:
+        model: a transformers causal LM (anything with a `forward` method).
+
+    Returns:
+        "cache" where the forward declares it (transformers 5.24+), else "past_key_values" (before 5.24).
+
+    Raises:
+        RuntimeError: the forward declares neither, naming the installed transformers version and the
+            supported range (the runner's load fails with it, so /health says ERROR with this reason).
+    """
+    params = inspect.signature(model.forward).parameters
+    for name in ("cache", "past_key_values"):
+        if name in params:
+            return name
+    import transformers
+
+    raise RuntimeError(
+        f"{type(model).__name__}.forward takes neither `cache` nor `past_key_values` (transformers "
+        f"{transformers.__version__}); the LLM engine needs transformers{SUPPORTED_TRANSFORMERS}")
+
 
 @dataclass(eq=False)
 class Sequence:
@@ -45,6 +78,7 @@ class Sequence:
 class Engine:
     def __init__(self, model, device: str, max_batch: int, eos_ids: set[int]):
         self.model = model
+        self.cache_kw = cache_keyword(model)  # raises here, at load, rather than decoding without a cache
         self.device = torch.device(device)
         self.max_batch = max_batch
         self.eos_ids = eos_ids
@@ -114,7 +148,7 @@ class Engine:
         try:
             cache = DynamicCache(config=self.model.config)
             ids = torch.tensor([seq.prompt_ids], dtype=torch.long, device=self.device)
-            out = self.model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
+            out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **{self.cache_kw: cache})
             token = choose_tokens(out.logits[:, -1], [seq.params], [seq.generator])[0]
         except Exception as exc:  # noqa: BLE001 - this request fails; the batch goes on
             self._fail([seq], exc)
@@ -157,7 +191,7 @@ class Engine:
         ids = torch.tensor(self.last, dtype=torch.long, device=self.device)[:, None]
         # Without padding the mask is all ones: leaving it out lets attention take its unmasked fast path.
         out = self.model(input_ids=ids, attention_mask=mask if self.padded else None,
-                         position_ids=self.positions[:, None], cache=self.cache, use_cache=True)
+                         position_ids=self.positions[:, None], use_cache=True, **{self.cache_kw: self.cache})
         tokens = choose_tokens(out.logits[:, -1], [s.params for s in self.active],
                                [s.generator for s in self.active])
         self.mask = mask

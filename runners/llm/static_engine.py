@@ -110,9 +110,10 @@ class StaticEngine(Engine):
         for slot, token, position in zip(self.slot_of, self.last, self.pos, strict=True):
             ids[slot], pos[slot] = token, position
         self.smask[:, self.width] = 1  # the column this step writes (free rows too: never a fully masked row)
-        out = (self.forward or self.model)(input_ids=torch.tensor(ids, device=self.device)[:, None], attention_mask=self.smask,
-                           position_ids=torch.tensor(pos, device=self.device)[:, None], cache=self.static,
-                           use_cache=True)
+        out = (self.forward or self.model)(input_ids=torch.tensor(ids, device=self.device)[:, None],
+                                           attention_mask=self.smask,
+                                           position_ids=torch.tensor(pos, device=self.device)[:, None],
+                                           use_cache=True, **{self.cache_kw: self.static})
         self.width += 1  # the cache advanced its own cumulative_length inside the forward
         logits = out.logits[:, -1].index_select(0, torch.tensor(self.slot_of, device=self.device))
         tokens = choose_tokens(logits, [s.params for s in self.active], [s.generator for s in self.active])
