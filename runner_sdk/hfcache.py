@@ -23,7 +23,15 @@ def _sha256(path: Path) -> str:
 
 
 def install_snapshot(source: Path, model_dir: Path, repo_id: str, revision: str | None = None) -> Path:
-    """Move every file under `source` into the cache of `repo_id`; return the snapshot folder."""
+    """Move every file under `source` into the cache of `repo_id` (how tests and `synth` lay out weights).
+
+    Args:
+        source: a folder of model files (config.json, *.safetensors, ...); emptied by the move.
+        model_dir: the hub cache root (MODEL_DIR). repo_id: "org/name". revision: the commit hash to
+            record (a hash of the files when None).
+    Returns:
+        The snapshot folder, which `resolve_snapshot(repo_id, model_dir)` then finds offline.
+    """
     repo = cache_folder(model_dir, repo_id)
     files = sorted(p for p in Path(source).rglob("*") if p.is_file())
     commit = revision or hashlib.sha1(

@@ -16,7 +16,7 @@ from huggingface_hub.utils import validate_repo_id
 
 
 class ModelNotFound(Exception):
-    pass
+    """The model's files are not in MODEL_DIR (and could not, or may not, be downloaded)."""
 
 
 class InvalidRepoId(ModelNotFound):
@@ -41,8 +41,18 @@ def resolve_snapshot(
 ) -> Path:
     """Local snapshot folder of `repo_id`, downloading the allowed files only when missing and allowed.
 
-    `allow_local=False` is for ids that come from a request: only a valid hub repo id is accepted (never a
-    path such as `/etc`, `..` or `~`), and it resolves inside MODEL_DIR's cache layout or not at all.
+    Args:
+        repo_id: a hub id ("org/name"), or a local directory when `allow_local`.
+        model_dir: MODEL_DIR, a hub cache root (contract 2).
+        allow_patterns: only these files count and are fetched (e.g. ["*.json", "*.safetensors"]); None: all.
+        download: True fetches when missing, False never does, None fetches unless HF_HUB_OFFLINE=1.
+        allow_local: False for ids that come from a request: only a valid hub repo id is accepted (never a
+            path such as `/etc`, `..` or `~`), and it resolves inside MODEL_DIR's cache layout or not at all.
+    Returns:
+        The snapshot folder (`<MODEL_DIR>/models--org--name/snapshots/<rev>`) or the local directory.
+    Raises:
+        ModelNotFound: not in MODEL_DIR and not downloadable (offline, unknown, gated).
+        InvalidRepoId: `allow_local=False` and `repo_id` is not a hub repo id.
     """
     if not allow_local:
         try:
