@@ -125,3 +125,16 @@ def test_only_the_routes_file_part_is_stored_and_the_first_of_its_name_wins(sett
         r = httpx.post(srv.url + "/audio-to-text", files=files)
         assert r.status_code == 200 and r.json()["text"].startswith("3:010203:"), r.text
         assert limited.spooled == ["part-0"]
+
+
+def test_large_text_parts_up_to_16_mib_are_accepted(settings):
+    """SAM2's mask_input is about 1.35 MB of text (contract 3.12, Q37): accepted; past 16 MiB in all, a JSON 400."""
+    with RunningServer(FakeAudioRunner, settings(pipeline="audio-to-text", model_id="openai/whisper-large-v3")) as srv:
+        url = srv.url + "/audio-to-text"
+        audio = {"audio": ("audio", b"\x01\x02", "application/octet-stream")}
+        big = "[" + ", ".join(["-1.232093334197998"] * 70_000) + "]"
+        assert len(big) > 1_350_000
+        ok = httpx.post(url, files=audio, data={"metadata": big})
+        assert ok.status_code == 200, ok.text
+        huge = httpx.post(url, files=audio, data={"metadata": "x" * (16 * 1024 * 1024 + 1)})
+        assert huge.status_code == 400 and "16777216 bytes" in huge.json()["detail"]["msg"]
