@@ -12,11 +12,17 @@ import pydantic
 from fastapi import Request
 
 from .errors import RunnerError, SchemaInvalid, validation_errors
+from .integrity import numeric_error
 from .multipart import MultipartError, is_multipart, parse_multipart
 from .routes import Route
 from .uploads import UploadedFile
 
 MAX_JSON_BYTES = 8 * 1024 * 1024
+MAX_HEADER_BYTES = 64 * 1024
+# uvicorn's settings that cap a request's head (request line + headers) at MAX_HEADER_BYTES: the h11 parser,
+# whose incomplete-event limit refuses a larger head with a 400 and closes the connection. httptools (picked
+# by default when installed) has no such limit and accepted a 1 MB header.
+HEADER_CAP: dict[str, Any] = {"http": "h11", "h11_max_incomplete_event_size": MAX_HEADER_BYTES}
 
 
 def _invalid(route: Route, errors: list[dict]) -> RunnerError:
@@ -40,9 +46,40 @@ def check_model(route: Route, body: pydantic.BaseModel, model_id: str) -> None:
 
 def _validate(route: Route, data: Any) -> pydantic.BaseModel:
     try:
-        return route.request_model.model_validate(data)
+        body = route.request_model.model_validate(data)
     except pydantic.ValidationError as exc:
         raise _invalid(route, validation_errors(exc.errors())) from None
+    # A well-typed but non-finite or absurd number (guidance 1e38, temperature "nan" in a form part) is a
+    # caller's value error: 400 {"detail":{"msg":...}} naming the field and its range, as go-livepeer reads
+    # value errors; 422 stays the schema-error list.
+    if (why := numeric_error(body)) is not None:
+        raise RunnerError(400, why)
+    return body
+
+
+class NonStandardJSON(ValueError):
+    """NaN, Infinity or -Infinity in a JSON body, or a number too large for a double (RFC 8259 has none)."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise NonStandardJSON(f"{name} is not valid JSON (RFC 8259): send a finite number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise NonStandardJSON(f"{text} does not fit a double")
+    return value
+
+
+def loads_strict(raw: bytes | str) -> Any:
+    """`json.loads` without the non-standard literals Python accepts (NaN, Infinity, -Infinity) and without
+    numbers that overflow a double; for JSON carried in text parts too (loras, SAM2's point_coords).
+
+    Raises:
+        NonStandardJSON: such a literal or number (a ValueError). json.JSONDecodeError: malformed JSON.
+    """
+    return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 async def read_limited(request: Request, limit: int) -> tuple[bytes, bool]:
@@ -66,8 +103,14 @@ async def parse_body(request: Request, route: Route, tmpdir: Path | None, model_
         route: the route served. tmpdir: where multipart file parts are spooled (None for JSON routes).
         model_id: MODEL_ID, for the mismatch check.
     Raises:
-        RunnerError: 400/413/422 as the contract orders them (schema, then model, then size: contract 3.6).
+        RunnerError: 400 for headers over MAX_HEADER_BYTES, a non-finite or out-of-range number (naming the
+            field and its range), then 400/413/422 as the contract orders them (schema, then model, then
+            size: contract 3.6).
     """
+    head = sum(len(k) + len(v) + 4 for k, v in request.scope.get("headers", ()))
+    if head > MAX_HEADER_BYTES:
+        # The parser refuses a head that arrives in pieces (HEADER_CAP); one that arrived whole is refused here.
+        raise RunnerError(400, f"request headers over {MAX_HEADER_BYTES} bytes")
     if route.multipart:
         body, oversized = await _parse_multipart(request, route, tmpdir)
     else:
@@ -108,10 +151,13 @@ async def _parse_json(request: Request, route: Route) -> pydantic.BaseModel:
         # 413 is not in every route's status set: a caller error is a 400 everywhere.
         raise RunnerError(400, f"request body over {MAX_JSON_BYTES} bytes")
     try:
-        data = json.loads(raw) if raw else None
+        data = loads_strict(raw) if raw else None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise _invalid(route, [{"type": "json_invalid", "loc": ["body", getattr(exc, "pos", 0)],
                                 "msg": "JSON decode error", "input": {}}]) from None
+    except NonStandardJSON as exc:
+        raise _invalid(route, [{"type": "json_invalid", "loc": ["body"],
+                                "msg": f"JSON decode error: {exc}", "input": {}}]) from None
     except RecursionError:
         # A few thousand nested brackets exhaust the decoder's stack: still the caller's malformed body.
         raise _invalid(route, [{"type": "json_invalid", "loc": ["body"],

@@ -7,16 +7,30 @@ generate-route request models ignore unknown fields (contract 3.5, 6).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .uploads import UploadedFile
 
+Bounds = tuple[float | None, float | None]  # (lowest, highest) allowed, inclusive; None: unbounded that side
+INT64 = (-(2**63), 2**63 - 1)  # Go's int: go-livepeer cannot send, nor read back, a wider integer
+# Below 1 means "the pipeline's default" (contract 3.5); a model that forces its steps (Lightning) ignores
+# any value, so only int32 is absurd here: each runner bounds the steps it runs (T2I_MAX_STEPS).
+STEPS = (None, 2**31 - 1)
+SIZE = (None, 16_384)  # positivity and multiples of 8 are the runners' own 400s (upstream's messages)
+GUIDANCE = (0.0, 50.0)  # past this, CFG only amplifies noise, and overflows to NaN in half precision
+IMAGES = (None, 64)  # the runners' pixel budgets bound it further; <= 0 keeps the runners' messages
+
 
 class _Wire(BaseModel):
     # Unknown fields from Go's json.Marshal (or newer gateways) are ignored, never rejected.
     model_config = ConfigDict(extra="ignore", protected_namespaces=())
+    # Allowed ranges of numeric fields, checked after schema validation (`numeric_error`), so that an
+    # absurd or non-finite value is a 400 naming the field and its range instead of garbage behind a 200.
+    # Kept out of the OpenAPI document: its shape is the contract's. Every float must also be finite and
+    # every int must fit Go's int64, ranged or not.
+    ranges: ClassVar[dict[str, Bounds]] = {}
 
 
 def _no_default(schema: dict[str, Any]) -> None:
@@ -108,6 +122,8 @@ class HardwareStats(_Wire):
 
 
 class TextToImageParams(_Wire):
+    ranges: ClassVar[dict[str, Bounds]] = {"height": SIZE, "width": SIZE, "guidance_scale": GUIDANCE,
+                                           "num_inference_steps": STEPS, "num_images_per_prompt": IMAGES}
     model_id: str = Field("", description="Hugging Face model ID used for image generation.")
     loras: str = Field(
         "",
@@ -200,6 +216,8 @@ class LLMMessage(_Wire):
 
 
 class LLMRequest(_Wire):
+    ranges: ClassVar[dict[str, Bounds]] = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0),
+                                           "max_tokens": (None, 2**31 - 1), "top_k": (-1, 2**31 - 1)}
     messages: list[LLMMessage]
     model: str = ""
     temperature: float = 0.7
@@ -237,6 +255,10 @@ class LLMResponse(_Wire):
 class ImageToImageForm(_Wire):
     """`Body_genImageToImage` (multipart, contract 3.8)."""
 
+    ranges: ClassVar[dict[str, Bounds]] = {"strength": (0.0, 1.0), "guidance_scale": GUIDANCE,
+                                           "image_guidance_scale": GUIDANCE, "num_inference_steps": STEPS,
+                                           "num_images_per_prompt": IMAGES}
+
     image: UploadedFile = Field(..., description="Uploaded image to modify with the pipeline.")
     prompt: str = Field(..., description="Text prompt(s) to guide image generation.")
     model_id: str = Field("", description="Hugging Face model ID used for image generation.")
@@ -255,6 +277,10 @@ class ImageToImageForm(_Wire):
 class ImageToVideoForm(_Wire):
     """`Body_genImageToVideo` (multipart, contract 3.9). No prompt; the model decides the frame count."""
 
+    ranges: ClassVar[dict[str, Bounds]] = {"height": SIZE, "width": SIZE, "fps": (1, 240),
+                                           "motion_bucket_id": (0, 1023), "noise_aug_strength": (0.0, 1.0),
+                                           "num_inference_steps": STEPS}
+
     image: UploadedFile = Field(..., description="Uploaded image to generate a video from.")
     model_id: str = Field("", description="Hugging Face model ID used for video generation.")
     height: int = Field(576, description="The height in pixels of the generated video.")
@@ -270,6 +296,8 @@ class ImageToVideoForm(_Wire):
 
 class UpscaleForm(_Wire):
     """`Body_genUpscale` (multipart, contract 3.10). The output is 4x the input's width and height."""
+
+    ranges: ClassVar[dict[str, Bounds]] = {"num_inference_steps": STEPS}
 
     image: UploadedFile = Field(..., description="Uploaded image to upscale.")
     prompt: str = Field(..., description="Text prompt(s) to guide upscaled image generation.")

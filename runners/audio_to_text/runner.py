@@ -37,8 +37,10 @@ from runner_sdk import (
     routes,
     schemas,
 )
+from runner_sdk.integrity import NonFiniteOutput, integrity_of
 from runner_sdk.resolve import resolve_snapshot
 
+from .bounds import bound_chunks
 from .decode import UNSUPPORTED_MESSAGE, AudioTooLong, DecodedAudio, UnsupportedAudio, decode_audio
 from .options import (
     WORD_LIMIT_S,
@@ -178,12 +180,16 @@ class AudioToTextRunner(Runner[schemas.AudioToTextForm, Transcription]):
             raise
         self._count(transcribed=1, audio_s=audio.duration_s,
                     **{"chunked" if result.windows > 1 else "sequential": 1})
-        chunks = [schemas.Chunk(timestamp=list(c["timestamp"]), text=c["text"]) for c in result.chunks]
+        bounded = bound_chunks(result.chunks, audio.duration_s)  # inside [0, duration], in order (issue 14)
+        chunks = [schemas.Chunk(timestamp=list(c["timestamp"]), text=c["text"]) for c in bounded]
         return schemas.TextResponse(text=result.text, chunks=chunks)
 
     def _transcribe(self, audio: DecodedAudio, timestamps: Timestamps, job: Job):
         try:
             return self.engine.transcribe(audio.samples, timestamps, job)
+        except NonFiniteOutput:
+            integrity_of(self).failed("logits")
+            raise
         except (RunnerError, JobCancelled):
             raise
         except Exception as exc:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from runner_sdk import Job, JobCancelled
+from runner_sdk.integrity import NonFiniteOutput
 
 from .options import Timestamps
 
@@ -92,6 +93,25 @@ class _CancelOnToken:
         import torch
 
         return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+
+class _NonFiniteWatch:
+    """A logits processor that changes nothing and records, on the device (no sync per token), whether any
+    step's scores held NaN or +Infinity."""
+
+    def __init__(self) -> None:
+        self.flag = None
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        bad = torch.isnan(scores).any() | torch.isposinf(scores).any()
+        self.flag = bad if self.flag is None else self.flag | bad
+        return scores
+
+    @property
+    def seen(self) -> bool:
+        return bool(self.flag) if self.flag is not None else False
 
 
 class WhisperTranscriber:
@@ -205,6 +225,10 @@ class WhisperTranscriber:
             from transformers import StoppingCriteriaList
 
             kwargs["stopping_criteria"] = StoppingCriteriaList([_CancelOnToken(job)])
+        from transformers import LogitsProcessorList
+
+        watch = _NonFiniteWatch()
+        kwargs["logits_processor"] = LogitsProcessorList([watch])
         with self.lock:
             self._set_attention("eager" if timestamps == "word" else self.attn_implementation)
             try:
@@ -214,6 +238,8 @@ class WhisperTranscriber:
                 self._set_attention(self.attn_implementation)
             self.batches_run += 1
             self.windows_run += len(batch)
+        if watch.seen:  # NaN logits decode to confident garbage ("!!!!"): never a 200 (issue 14)
+            raise NonFiniteOutput("logits", "Transcription stopped.")
         sequences = out["sequences"] if isinstance(out, dict) else out
         sequences = sequences.cpu()
         token_ts = out["token_timestamps"].cpu() if timestamps == "word" else None

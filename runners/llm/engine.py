@@ -30,8 +30,9 @@ from transformers import DynamicCache
 
 from runner_sdk import Job
 from runner_sdk.errors import JobCancelled, is_out_of_memory
+from runner_sdk.integrity import NonFiniteOutput
 
-from .sampling import SamplingParams, choose_tokens
+from .sampling import NONFINITE, SamplingParams, choose_tokens
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,11 @@ class Engine:
 
     # --- per token --------------------------------------------------------------------------------
     def _emit(self, seq: Sequence, token: int) -> bool:
-        """Record a token; True while the sequence goes on."""
+        """Record a token; True while the sequence goes on. A `NONFINITE` row ends its sequence with a
+        NonFiniteOutput error (a JSON 500, or an error chunk once streaming); the batch goes on."""
+        if token == NONFINITE:
+            seq.events.put(("error", NonFiniteOutput("logits")))
+            return False
         seq.generated.append(token)
         self.tokens_generated += 1
         try:

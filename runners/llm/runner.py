@@ -35,11 +35,13 @@ from pydantic import Field, field_validator
 from runner_sdk import BadRequest, Job, LoadContext, Runner, RunnerOptions, routes, schemas
 from runner_sdk.compile_cache import compile_cache_dir
 from runner_sdk.errors import JobCancelled
+from runner_sdk.integrity import NonFiniteOutput, integrity_of
 from runner_sdk.resolve import resolve_snapshot
 from runner_sdk.settings import bool_word
 
 from .detok import IncrementalDetokenizer
 from .engine import Engine, Sequence
+from .prompt import prompt_ids as template_ids
 from .sampling import SamplingParams
 
 # The stock image's vLLM engine env (contract 2) that has no meaning here: said once at load, never silent.
@@ -191,10 +193,9 @@ class LLMRunner(Runner[LLMRequest, Prompt]):
         """The templated prompt's token ids, exactly what the model reads (usage counts these)."""
         # One encoder at a time: a fast tokenizer's call may reconfigure its Rust state (truncation,
         # padding), which raises "Already borrowed" when two threads do it at once.
+        # Message content is tokenized as text, so special-token text in it cannot forge a turn (prompt.py).
         with self._encode_lock:
-            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            # The template writes <|begin_of_text|> itself; the tokenizer must not add a second one.
-            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            return template_ids(self.tokenizer, messages)
 
     def decode(self, request: LLMRequest) -> Prompt:
         """Every caller error as a 400 (contract 3.7, Q4-Q6), then the templated prompt.
@@ -273,6 +274,8 @@ class LLMRunner(Runner[LLMRequest, Prompt]):
                     yield "finish", value, completion
                     return
                 elif kind == "error":
+                    if isinstance(value, NonFiniteOutput):
+                        integrity_of(self).failed("logits")
                     raise value
                 else:
                     raise JobCancelled()

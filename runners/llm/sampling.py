@@ -40,12 +40,22 @@ def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
     return logits
 
 
+NONFINITE = -1  # the "token" of a row whose logits hold NaN or +Infinity (or no finite value at all)
+
+
 def choose_tokens(logits: torch.Tensor, params: list[SamplingParams],
                   generators: list[torch.Generator | None]) -> list[int]:
-    """One next token per row of `logits` (batch, vocab), with one host sync for the whole batch."""
-    chosen = torch.argmax(logits, dim=-1)
+    """One next token per row of `logits` (batch, vocab), with one host sync for the whole batch when every
+    row is greedy. A row whose logits are not usable (NaN, +Infinity, or all -Infinity) gets `NONFINITE`
+    instead of a token: argmax would pick an arbitrary id and sampling would raise for the whole batch.
+    """
+    bad = torch.isnan(logits).any(dim=-1) | torch.isposinf(logits).any(dim=-1) | torch.isneginf(logits).all(dim=-1)
+    chosen = torch.where(bad, NONFINITE, torch.argmax(logits, dim=-1))
+    if all(p.greedy for p in params):
+        return chosen.tolist()
+    bad_rows = bad.tolist()
     for row, (p, gen) in enumerate(zip(params, generators, strict=True)):
-        if not p.greedy:
+        if not p.greedy and not bad_rows[row]:
             probs = torch.softmax(filter_logits(logits[row], p), dim=-1)
             chosen[row] = torch.multinomial(probs, 1, generator=gen)[0]
     return chosen.tolist()

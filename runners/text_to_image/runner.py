@@ -21,6 +21,7 @@ import queue
 from typing import Any
 
 from runner_sdk import BadRequest, Job, LoadContext, Runner, routes, schemas
+from runner_sdk.integrity import integrity_of, is_finite
 
 from . import optimise
 from .encode import data_url
@@ -30,7 +31,7 @@ from .models import ModelKind, classify, download_plan
 from .options import TextToImageOptions
 from .requests import Generation, decode_request, generation
 from .safety import SafetyChecker
-from .vae import decode_latents, keep_vae_precision, to_uint8
+from .vae import Float32Vae, decode_latents, keep_vae_precision, to_uint8
 
 
 class TextToImageRunner(Runner[schemas.TextToImageParams, Generation]):
@@ -56,6 +57,7 @@ class TextToImageRunner(Runner[schemas.TextToImageParams, Generation]):
         self.deepcache = None
         self.last_call: dict[str, Any] = {}  # what the latest image ran with (steps, guidance, timesteps)
         self.last_steps_run = 0
+        self._float32_vae = Float32Vae()  # made on the first fp16/bf16 VAE overflow
 
     # --- start-up ---------------------------------------------------------------------------------
     def setup(self, ctx: LoadContext) -> None:
@@ -80,7 +82,7 @@ class TextToImageRunner(Runner[schemas.TextToImageParams, Generation]):
         ctx.report(dtype=plan.dtype)
         self.variant, dtype = plan.variant, getattr(torch, plan.dtype)
         with ctx.phase("read_weights"):
-            pipe = read_pipeline(kind, main, dtype, plan.variant, s.model_dir, ctx.device)
+            pipe = self.read_pipeline(kind, main, dtype, plan.variant, s.model_dir, ctx.device)
         with ctx.phase("to_device"):
             pipe.to(ctx.device)
             if note := keep_vae_precision(pipe, ctx.device):
@@ -97,6 +99,15 @@ class TextToImageRunner(Runner[schemas.TextToImageParams, Generation]):
         if self.deepcache is None:
             for _ in range(s.capacity):
                 self._pipes.put(pipeline_shell(pipe))
+
+    def read_pipeline(self, kind: ModelKind, main, dtype, variant: str | None, model_dir, device: str):
+        """Read the pipeline's weights (`loading.read_pipeline`); a subclass serving another task (the
+        image-to-image runner) builds its own pipeline class here from the same weights."""
+        return read_pipeline(kind, main, dtype, variant, model_dir, device)
+
+    def size_kwargs(self, inputs: Generation) -> dict[str, int]:
+        """The output size keywords of the pipeline call (an image-to-image pipeline takes none)."""
+        return {"width": inputs.width, "height": inputs.height}
 
     def _optimise(self, pipe, kind: ModelKind, ctx: LoadContext):
         """SFAST (stable-fast, else torch.compile) or DEEPCACHE, as the flags say; returns the pipeline."""
@@ -184,7 +195,7 @@ class TextToImageRunner(Runner[schemas.TextToImageParams, Generation]):
         decode_here = hasattr(pipe, "vae") and hasattr(pipe, "unet")  # else the pipeline decodes itself
         with job.stage("denoise"), torch.inference_mode():
             try:
-                out = pipe(**inputs.call, width=inputs.width, height=inputs.height, generator=generator,
+                out = pipe(**inputs.call, **self.size_kwargs(inputs), generator=generator,
                            num_images_per_prompt=1, output_type="latent" if decode_here else "np",
                            callback_on_step_end=on_step_end)
             except ValueError as exc:  # diffusers' input checks: the caller's error (contract 4.4)
@@ -194,7 +205,7 @@ class TextToImageRunner(Runner[schemas.TextToImageParams, Generation]):
             _sync(self.device)
         self._record_call(pipe, inputs, steps_run)
         with job.stage("vae"), torch.inference_mode():
-            pixels = decode_latents(pipe, out.images) if decode_here else to_uint8(out.images[0])
+            pixels = self._pixels(pipe, out.images) if decode_here else self._checked_np(out.images[0])
             _sync(self.device)
         nsfw = False
         if inputs.safety_check and self.safety is not None:
@@ -204,6 +215,25 @@ class TextToImageRunner(Runner[schemas.TextToImageParams, Generation]):
             o = self.options
             url = data_url(pixels, o.t2i_image_format, o.t2i_png_level, o.t2i_jpeg_quality)
         return schemas.Media(url=url, seed=seed, nsfw=nsfw)
+
+    def _pixels(self, pipe, latents):
+        """Latents -> uint8 pixels, never from NaN: non-finite latents are a 500 (nothing to recover: the
+        denoising itself diverged); a reduced-precision VAE whose output overflows decodes again in float32
+        (logged, counted in /metrics as runner_output_nonfinite_total{stage="pixels",outcome="recovered"})."""
+        integrity = integrity_of(self)
+        integrity.check(latents, "latents", "Try a lower guidance_scale or fewer steps.")
+        image = decode_latents(pipe, latents)
+        if not is_finite(image) and str(pipe.vae.dtype) != "torch.float32":
+            image = decode_latents(pipe, latents, vae=self._float32_vae.get(pipe.vae))
+            if is_finite(image):
+                integrity.recovered("pixels", f"the {pipe.vae.dtype} VAE overflowed; decoded again in float32")
+        integrity.check(image, "pixels")
+        return to_uint8(image)
+
+    def _checked_np(self, image):
+        """A pipeline's own "np" output (0..1 floats), checked before the uint8 conversion turns NaN black."""
+        integrity_of(self).check(image, "pixels")
+        return to_uint8(image)
 
     def _record_call(self, pipe, inputs: Generation, steps_run: int) -> None:
         scheduler = pipe.scheduler
@@ -231,6 +261,7 @@ class TextToImageRunner(Runner[schemas.TextToImageParams, Generation]):
             "max_pixels": self.options.t2i_max_pixels,
             "image_format": self.options.t2i_image_format,
             "warmup_size": "x".join(map(str, self.warmup_size)),
+            "nonfinite_outputs": integrity_of(self).snapshot(),
         }
 
     @classmethod

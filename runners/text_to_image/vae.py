@@ -3,6 +3,8 @@ image, on the device (so only the uint8 image crosses to the CPU)."""
 
 from __future__ import annotations
 
+import copy
+import threading
 from typing import Any
 
 
@@ -31,19 +33,20 @@ def keep_vae_precision(pipe, device: str) -> str | None:
     return f"VAE kept in {str(target).removeprefix('torch.')} (SDXL's VAE overflows in fp16)"
 
 
-def decode_latents(pipe, latents) -> Any:
+def decode_latents(pipe, latents, vae=None) -> Any:
     """Latents -> one image, as the SDXL pipeline's output step does (un-scaling, optional latent mean/std),
-    with the VAE left in the precision set at start-up and the 0..255 conversion on the device.
+    with the VAE left in the precision set at start-up.
 
     Args:
         pipe: the pipeline whose `vae` decodes.
         latents: (1, C, H/8, W/8) tensor, as the pipeline returns with output_type="latent".
+        vae: another VAE to decode with (the float32 copy, `float32_vae`); default `pipe.vae`.
     Returns:
-        (H, W, 3) uint8 numpy array.
+        (3, H, W) tensor in -1..1 (`to_uint8` converts it on the device), in the VAE's dtype.
     """
     import torch
 
-    vae = pipe.vae
+    vae = vae if vae is not None else pipe.vae
     latents = latents.to(vae.dtype)
     mean = getattr(vae.config, "latents_mean", None)
     std = getattr(vae.config, "latents_std", None)
@@ -54,7 +57,27 @@ def decode_latents(pipe, latents) -> Any:
     else:
         latents = latents / vae.config.scaling_factor
     image = vae.decode(latents, return_dict=False)[0]
-    return to_uint8(image[0])
+    return image[0]
+
+
+class Float32Vae:
+    """A float32 copy of a reduced-precision VAE, made on first need and shared (read-only) by the slots:
+    a decode whose fp16/bf16 output is not finite runs again on it, leaving the shared VAE untouched."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._copy = None
+
+    def get(self, vae):
+        """The float32 copy of `vae` (made once; `vae` itself when it is already float32)."""
+        import torch
+
+        if vae.dtype == torch.float32:
+            return vae
+        with self._lock:
+            if self._copy is None:
+                self._copy = copy.deepcopy(vae).to(dtype=torch.float32)
+            return self._copy
 
 
 def to_uint8(image) -> Any:
