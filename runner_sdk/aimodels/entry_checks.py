@@ -102,21 +102,39 @@ def _model_id(report: Report, entry: Entry) -> None:
                    "model_id has leading or trailing spaces: routing compares it byte for byte with the "
                    "request's model id, so requests will not match")
     if ":" in model_id and "/" not in model_id:
-        report.add(path, Severity.ADVICE,
+        report.add(path, _unroutable(entry),
                    f"{model_id!r} looks like an Ollama tag: gateways send Hugging Face ids "
-                   "(e.g. meta-llama/Meta-Llama-3.1-8B-Instruct), and routing is exact string equality")
-    elif "/" not in model_id:
-        report.add(path, Severity.ADVICE,
-                   f"{model_id!r} has no organisation prefix: gateways send Hugging Face ids like "
-                   "'org/name', so requests will not route here (and a managed runner cannot download it)")
+                   "(e.g. meta-llama/Meta-Llama-3.1-8B-Instruct), and routing is exact string equality, so no job "
+                   "reaches this entry" + (_MANAGED_LOAD if _managed_warm(entry) else ""))
+    elif "/" not in model_id and entry.pipeline != "live-video-to-video":  # live ids ("comfyui") have none
+        report.add(path, _unroutable(entry),
+                   f"{model_id!r} has no organisation prefix: gateways send Hugging Face ids like 'org/name' and "
+                   "go-livepeer routes by exact string equality, so no job reaches this entry"
+                   + (_MANAGED_LOAD if _managed_warm(entry) else ""))
     for known in KNOWN_MODEL_IDS:
         if model_id.lower() == known.lower() and model_id != known:
-            report.add(path, Severity.ADVICE,
-                       f"{model_id!r} differs from {known!r} only in case: routing is case-sensitive and "
-                       "the model cache folder is named after the exact id; write it as shown")
+            report.add(path, Severity.IGNORED,
+                       f"{model_id!r} differs from {known!r} only in case: go-livepeer routes by exact string "
+                       "equality, so requests for the published id never reach this entry, and the model cache "
+                       "folder is named after the exact id; write it as shown")
             break
     if entry.pipeline == "llm" and model_id in (LLM_DOWNLOAD_ID, LLM_GATEWAY_DEFAULT_ID):
         report.add(path, Severity.ADVICE, _llm_id_advice(model_id, entry.url))
+
+
+_MANAGED_LOAD = ("; a managed warm container is started with this id at boot and finds no weights under it (no "
+                 "Hugging Face repository has a bare name like this one), so it never becomes ready and start-up "
+                 "aborts")
+
+
+def _managed_warm(entry: Entry) -> bool:
+    return entry.warm and not entry.url
+
+
+def _unroutable(entry: Entry) -> Severity:
+    """An id no gateway sends: the entry is accepted but never gets a job (ignored); a managed warm one is also
+    loaded at start-up, which fails (stops the node)."""
+    return Severity.STOPS_NODE if _managed_warm(entry) else Severity.IGNORED
 
 
 def _llm_id_advice(model_id: str, url: str) -> str:
@@ -185,9 +203,12 @@ def _token(report: Report, entry: Entry) -> None:
 def _capacity(report: Report, entry: Entry) -> None:
     capacity = entry.values.get("capacity")
     if capacity is not None and capacity < 1:
-        report.add(entry.path("capacity"), Severity.ADVICE,
-                   f"capacity {capacity}: use 1 or more (external: concurrent jobs admitted; managed: number "
-                   "of containers); how go-livepeer treats values below 1 is not specified, so do not rely on it")
+        # go-livepeer's default of 1 applies only when the field is absent; an explicit value is used as is.
+        what = ("managed: that many containers, so none is started and the entry never serves"
+                if not entry.url else "external: the orchestrator's counter starts there, so every job gets "
+                "'insufficient capacity'")
+        report.add(entry.path("capacity"), Severity.IGNORED,
+                   f"capacity {capacity}: the entry is advertised but takes no job ({what}); use 1 or more")
 
 
 def _flags(report: Report, entry: Entry) -> None:

@@ -1,21 +1,28 @@
-"""Plan which models to keep warm on which GPU, and write the aiModels.json and `docker run` lines for it.
+"""Plan which models to keep warm or cold on which GPU, starting from demand, as the operator guide teaches.
 
-The packing is deliberately simple, so an operator can check it by hand:
+The rules, in the order they apply (plan.md explains each decision with its numbers):
 
-1. Each model needs `peak VRAM at its capacity x (1 + headroom)`. Peak, not warm: a runner that fits idle
-   but not while it works fails on its first big request. The capacity is the one with the best measured
-   throughput (or `--capacity`), lowered to the next measured one, down to 1, when it does not fit. The
-   headroom (default 20 %) covers allocator fragmentation, LoRA adapters, larger images and what the figures
-   do not see.
-2. Models are placed largest first (first-fit decreasing, the classic heuristic: big items are the hard ones).
-3. Each goes onto the GPU with the most memory left that still fits it ("worst fit"), which spreads runners
-   over the GPUs so that two runners share a GPU's compute only when they must.
-4. A model that fits nowhere is left out, with the reason; nothing is written for it.
+1. Demand first: the pipelines the operator wants to earn from, in order (`--demand`, `--demand-file`);
+   without one, the guide's tier strategy for the biggest GPU (see `demand.default_demand`). Earlier items
+   get the memory first.
+2. Figures: measured (`--results` from `runner-sdk bench`) where there are any for the model, else the
+   committed reference table, else an estimate by architecture (figures.py); estimates are labelled.
+3. Warm: a GPU takes a warm model when the peaks of all its warm models together, x (1 + headroom), fit
+   its memory (peak, not warm: a runner that fits idle but not while it works fails on its first big
+   request), and the GPU's cold room still holds. Co-warming a small model beside a large one is exactly
+   this test. An LLM that does not fit in bf16 is tried as QUANTIZE=int8, then int4.
+4. GPU choice: diffusion beside diffusion, other models away from diffusion (the guide's "diffusion on
+   GPU0, Whisper + LLM on GPU1"), then the GPU with the fewest models, then the most memory left.
+5. Cold: an entry go-livepeer loads on demand in a managed container (no url). It fits when the idle
+   (warm) footprints of the GPU's warm models plus its own peak fit the memory, and the GPU has no managed
+   warm container (go-livepeer runs one managed container per GPU at a time). A warm-wanted model that
+   does not fit warm falls back to cold.
+6. Capacity: the best measured one (a gain within the repeat noise does not count), lowered when it does
+   not fit; on cards of 40 GiB and more, estimated runners get capacity > 1 while the memory allows.
+7. A demand item that fits nowhere is left out, with the reason and what would change it.
 
-External mode (default): one runner container per planned model, each seeing exactly one GPU
-(`--gpus device=N`), several runners may share a GPU; aiModels.json entries point `url` at them with a shared
-token. Managed mode (`managed=True`): go-livepeer starts the containers itself, one warm container per GPU, so
-at most one model per GPU; entries have no url and may carry optimization_flags.
+Served pipelines (this build has a runner) become external runners (`url`, one container per model, each
+seeing one GPU); the others are go-livepeer-managed containers. `managed=True` makes every entry managed.
 """
 
 from __future__ import annotations
@@ -30,65 +37,74 @@ from typing import Any
 from pydantic import ByteSize, TypeAdapter
 
 from .. import nvml, pipelines
-from .results import BenchResults, ModelFigures
+from . import figures as arch
+from .demand import Demand, default_demand
+from .results import BenchResults, ModelFigures, load_reference
 
-# Placeholder prices (the contract's example values). Set your own: see the operator guide's pricing notes.
 PRICE_PLACEHOLDERS: dict[str, dict[str, Any]] = {
     "text-to-image": {"price_per_unit": 4768371},
+    "image-to-image": {"price_per_unit": 4768371},
     "audio-to-text": {"price_per_unit": 12882811},
     "llm": {"price_per_unit": 0.18, "currency": "USD", "pixels_per_unit": 1000000},
 }
 DEFAULT_HEADROOM = 0.20
-# Host ports for external runners: away from go-livepeer's managed container ports (8000/8400/8500 + GPU
-# offset) and its own 7935/8935.
 DEFAULT_PORT_BASE = 9000
 DEFAULT_IMAGE = "livepeer-runner-sdk"
-# Pipelines SFAST applies to (the pipeline table's diffusion ones).
 DIFFUSION = pipelines.names(diffusion=True)
+GiB = 1024**3
+LARGE_CARD = 39 * GiB  # capacity > 1 for estimated runners from here (A100 40 GB and up)
+MAX_CAPACITY = 4
 
-# A number and an optional unit, nothing else around it (ByteSize alone would take "24GiB of RAM").
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
 _BYTE_SIZE = TypeAdapter(ByteSize)
 
 
 def parse_size(text: str) -> int:
-    """A memory size as an operator writes it (`--gpu 24GiB`), in bytes.
+    """A memory size with its unit (`--gpu 24GiB`), in bytes.
 
-    Units are pydantic's `ByteSize` ones, case-insensitive: GB (or G) means 10^9 and GiB (or Gi) 2^30, likewise
-    K, M, T; a bare number is bytes.
+    GB (or G) is 10^9 bytes, GiB (or Gi) 2^30, likewise K, M, T; case-insensitive. A number without a unit is
+    an error: "24" is not 24 GB.
 
     Args:
-        text: e.g. "24GiB", "12GB", "80 gib", "1024".
+        text: e.g. "24GiB", "12GB", "80 gib".
 
     Returns:
         The size in bytes (fractions of a byte dropped).
 
     Raises:
-        ValueError: not a size.
+        ValueError: not a size, or no unit.
     """
     bad = f"not a memory size: {text!r} (examples: 24GiB, 12GB, 80GiB)"
     m = _SIZE.match(text)
     if m is None:
         raise ValueError(bad)
     number, unit = m.groups()
+    if not unit:
+        raise ValueError(f"{text!r} has no unit: write 24GiB (a card sold as '24 GB' has 24 GiB) or 24GB "
+                         "(10^9 bytes)")
     if re.fullmatch(r"[KMGTPE]i", unit, re.IGNORECASE):
-        unit += "B"  # "24Gi": ByteSize only knows "GiB"
+        unit += "B"
+    if unit.upper() in ("B",):
+        raise ValueError(f"{text!r}: give GPU memory in GiB or GB")
     try:
         return int(_BYTE_SIZE.validate_python(number + unit))
-    except ValueError:  # pydantic's ValidationError is one
+    except ValueError:
         raise ValueError(bad) from None
 
 
 def fmt_gib(n: int | float) -> str:
     """Bytes as "12.0 GiB"."""
-    return f"{n / 1024**3:.1f} GiB"
+    return f"{n / GiB:.1f} GiB"
 
 
 @dataclass
 class GPU:
+    """One GPU: its device index, memory, name, and the size as the operator wrote it (for plan.md)."""
+
     index: int
     memory_bytes: int
     name: str = ""
+    given: str = ""
 
     @property
     def label(self) -> str:
@@ -96,8 +112,25 @@ class GPU:
                                       else f" ({fmt_gib(self.memory_bytes)})")
 
 
+def gpu_from_text(index: int, text: str) -> GPU:
+    """A GPU from `--gpu SIZE` or `--gpu NAME=SIZE` (e.g. "RTX 4090=24GiB").
+
+    Args:
+        index: the device index (the order of --gpu).
+        text: SIZE or NAME=SIZE.
+
+    Returns:
+        The GPU, with the size as written kept for plan.md.
+
+    Raises:
+        ValueError: the size does not parse.
+    """
+    name, _, size = text.rpartition("=")
+    return GPU(index, parse_size(size), name.strip(), size.strip())
+
+
 def detect_gpus() -> list[GPU]:
-    """GPUs as NVML numbers them (the same order as nvidia-smi and `docker run --gpus device=N`).
+    """GPUs as NVML numbers them (nvidia-smi's and `docker run --gpus device=N`'s order).
 
     Raises:
         NvmlUnavailable: no NVML (no driver, no GPU, or nvidia-ml-py missing).
@@ -107,12 +140,19 @@ def detect_gpus() -> list[GPU]:
 
 @dataclass
 class Placement:
+    """One aiModels.json entry of the plan."""
+
     model: ModelFigures
     gpu: GPU
     capacity: int
     need_bytes: int
     peak_bytes: int
     port: int = 0
+    mode: str = "warm"
+    external: bool = True
+    quantize: str = ""
+    warm_bytes: int = 0
+    why: str = ""
 
     @property
     def name(self) -> str:
@@ -121,115 +161,190 @@ class Placement:
 
 
 @dataclass
+class LeftOut:
+    """A demand item the plan could not place."""
+
+    pipeline: str
+    model_id: str
+    why: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.pipeline, self.model_id)
+
+
+@dataclass
 class Plan:
+    """GPUs, placements, what was left out, and the notes plan.md shows."""
+
     gpus: list[GPU]
     headroom: float
     managed: bool
     source: str
     placements: list[Placement] = field(default_factory=list)
-    left_out: list[tuple[ModelFigures, str]] = field(default_factory=list)
+    left_out: list[LeftOut] = field(default_factory=list)
+    demand: list[Demand] = field(default_factory=list)
+    tier: str = ""
+
+    def on(self, gpu: GPU, mode: str | None = None) -> list[Placement]:
+        return [p for p in self.placements if p.gpu is gpu and (mode is None or p.mode == mode)]
 
     def used(self, gpu: GPU) -> int:
-        return sum(p.need_bytes for p in self.placements if p.gpu is gpu)
+        """Memory the warm models of `gpu` need at peak, with headroom."""
+        return sum(p.need_bytes for p in self.on(gpu, "warm"))
 
     def free(self, gpu: GPU) -> int:
         return gpu.memory_bytes - self.used(gpu)
 
+    def idle(self, gpu: GPU) -> int:
+        return sum(p.warm_bytes for p in self.on(gpu, "warm"))
 
-def make_plan(results: BenchResults, gpus: list[GPU], *, headroom: float = DEFAULT_HEADROOM,
-              models: list[tuple[str, str]] | None = None, capacities: dict[str, int] | None = None,
-              managed: bool = False, port_base: int = DEFAULT_PORT_BASE) -> Plan:
-    """Place the chosen models on `gpus`. See the module doc for the rules.
+    def cold_peak(self, gpu: GPU) -> int:
+        return max((p.peak_bytes for p in self.on(gpu, "cold")), default=0)
+
+    def managed_warm(self, gpu: GPU) -> bool:
+        return any(not p.external for p in self.on(gpu, "warm"))
+
+    def fits_warm(self, gpu: GPU, peak: int, warm: int, external: bool) -> bool:
+        """Warm peaks x (1 + headroom) fit, the cold room holds, and a managed one has the GPU's slot."""
+        peaks = sum(p.peak_bytes for p in self.on(gpu, "warm")) + peak
+        if int(peaks * (1 + self.headroom)) > gpu.memory_bytes:
+            return False
+        if self.idle(gpu) + warm + self.cold_peak(gpu) > gpu.memory_bytes:
+            return False
+        return external or not any(not p.external for p in self.on(gpu))
+
+    def fits_cold(self, gpu: GPU, peak: int) -> bool:
+        """Idle warm footprints + this peak fit, and go-livepeer's managed slot on the GPU is free."""
+        return not self.managed_warm(gpu) and self.idle(gpu) + peak <= gpu.memory_bytes
+
+
+def figures_for(results: BenchResults | None, item: Demand, quantize: str = "") -> ModelFigures | None:
+    """Measured figures, else the reference table, else an estimate by architecture (bf16 unless `quantize`).
 
     Args:
-        results: bench results (or the reference estimates) with each model's VRAM figures.
-        gpus: the GPUs to plan for, in device order.
-        headroom: margin over peak VRAM, as a fraction.
-        models: (pipeline, model_id) pairs to place; default: every model in `results`.
-        capacities: a fixed capacity per pipeline (not lowered when it does not fit).
-        managed: go-livepeer-managed containers (one warm model per GPU) instead of external runners.
+        results: bench results, or None.
+        item: the demand item.
+        quantize: "", "int8" or "int4" (llm only; quantised variants are always estimates).
+
+    Returns:
+        Figures with VRAM numbers, or None.
+    """
+    if not quantize:
+        for source in (results, load_reference()):
+            found = source.find(item.pipeline, item.model_id) if source is not None else None
+            if found is not None and arch.peak_at(found, 1) is not None:
+                return found
+    return arch.estimate(item.pipeline, item.model_id, quantize)
+
+
+def make_plan(results: BenchResults | None, gpus: list[GPU], *, demand: list[Demand] | None = None,
+              headroom: float = DEFAULT_HEADROOM, capacities: dict[str, int] | None = None,
+              managed: bool = False, port_base: int = DEFAULT_PORT_BASE) -> Plan:
+    """Place the demand on `gpus`. See the module doc for the rules.
+
+    Args:
+        results: bench results (measured figures win over the reference table and estimates), or None.
+        gpus: the GPUs, in device order.
+        demand: what to serve, in order; default: the guide's tier strategy for the biggest GPU.
+        headroom: margin over the warm peaks, as a fraction.
+        capacities: a fixed capacity per pipeline (not lowered, not raised).
+        managed: every entry a go-livepeer-managed container (no url).
         port_base: the first host port of the external runners.
 
     Returns:
-        The placements and the models left out, with the reason.
+        The plan.
 
     Raises:
-        ValueError: no GPUs, a negative headroom, or a chosen model without figures in `results`.
+        ValueError: no GPUs or a negative headroom.
     """
+    from .placing import place_all
+
     if not gpus:
         raise ValueError("no GPUs: give --gpu SIZE (e.g. --gpu 24GiB) or run where NVML sees a GPU")
     if headroom < 0:
         raise ValueError("headroom must be >= 0")
-    plan = Plan(gpus=gpus, headroom=headroom, managed=managed, source=results.source)
-    chosen: list[ModelFigures] = []
-    for key in models or [m.key for m in results.models]:
-        figures = results.find(*key)
-        if figures is None:
-            known = ", ".join(f"{p}:{m}" for p, m in (x.key for x in results.models))
-            raise ValueError(f"no figures for {key[0]}:{key[1]} in the results (have: {known})")
-        chosen.append(figures)
-
-    # Per model, the capacities to try: the chosen one first, then smaller measured ones down to 1, so a model
-    # whose best-throughput capacity does not fit still gets a place at a lower capacity.
-    sized: list[tuple[list[tuple[int, int, int]], ModelFigures]] = []
-    for figures in chosen:
-        first = 1 if managed else (capacities or {}).get(figures.pipeline) or figures.best_capacity()
-        fixed = managed or figures.pipeline in (capacities or {})
-        lower = {r.capacity for r in figures.by_capacity if r.capacity < first} | ({1} if first > 1 else set())
-        tries = [first] if fixed else [first, *sorted(lower, reverse=True)]
-        options = [(int(peak * (1 + headroom)), peak, c) for c in tries if (peak := figures.peak_at(c)) is not None]
-        if not options:
-            plan.left_out.append((figures, "no VRAM figures (not measured on this machine)"))
-            continue
-        sized.append((options, figures))
-
-    for options, figures in sorted(sized, key=lambda s: (-s[0][0][0], s[1].key)):
-        taken = {p.gpu.index for p in plan.placements} if managed else set()
-        fit = [(need, peak, c, g) for need, peak, c in options for g in gpus
-               if plan.free(g) >= need and g.index not in taken]
-        if not fit:
-            need, peak, _c = options[-1]
-            biggest = max(gpus, key=plan.free)
-            why = (f"needs {fmt_gib(need)} (peak {fmt_gib(peak)} + {headroom:.0%} headroom); "
-                   f"the most free on any GPU is {fmt_gib(plan.free(biggest))}")
-            if managed and plan.free(biggest) >= need:
-                why = "managed mode keeps one warm container per GPU, and every GPU already has one"
-            plan.left_out.append((figures, why))
-            continue
-        # The first capacity that fits anywhere, on the GPU with the most memory left.
-        best_capacity = fit[0][2]
-        need, peak, capacity, gpu = max((f for f in fit if f[2] == best_capacity),
-                                        key=lambda f: (plan.free(f[3]), -f[3].index))
-        plan.placements.append(Placement(figures, gpu, capacity, need, peak))
-
-    plan.placements.sort(key=lambda p: (p.gpu.index, p.model.key))
-    for i, p in enumerate(plan.placements):
-        p.port = port_base + i
+    tier = ""
+    if demand is None:
+        tier, demand = default_demand([g.memory_bytes for g in gpus])
+    source = results.source if results is not None else "estimate"
+    plan = Plan(gpus=gpus, headroom=headroom, managed=managed, source=source, demand=list(demand), tier=tier)
+    place_all(plan, results, capacities or {})
+    plan.placements.sort(key=lambda p: (p.gpu.index, p.mode != "warm"))
+    port = port_base
+    for p in plan.placements:
+        if p.external:
+            p.port, port = port, port + 1
     return plan
 
 
 def aimodels_entries(plan: Plan, *, token: str, host: str = "127.0.0.1", sfast: bool = False,
-                     prices: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """aiModels.json entries for the plan (prices are placeholders unless given)."""
+                     prices: dict[str, dict[str, Any]] | None = None,
+                     urls: dict[int, str] | None = None) -> list[dict[str, Any]]:
+    """aiModels.json entries (prices are placeholders unless given).
+
+    Args:
+        plan: the plan.
+        token: the runners' shared bearer token.
+        host: where go-livepeer reaches the external runners (their host ports).
+        sfast: SFAST for managed warm diffusion entries.
+        prices: price fields per pipeline.
+        urls: a url per placement index (compose service names), instead of host:port.
+
+    Returns:
+        The entries, in the plan's order (managed warm ones in -nvidia order).
+    """
     entries = []
-    for p in plan.placements:
+    for i, p in enumerate(plan.placements):
         entry: dict[str, Any] = {"pipeline": p.model.pipeline, "model_id": p.model.model_id}
-        if not plan.managed:
-            entry["url"] = f"http://{host}:{p.port}"
+        if p.external:
+            entry["url"] = (urls or {}).get(i) or f"http://{host}:{p.port}"
             entry["token"] = token
-        entry["capacity"] = p.capacity
-        entry["warm"] = True
-        if plan.managed and sfast and p.model.pipeline in DIFFUSION:
-            entry["optimization_flags"] = {"SFAST": True}
+            entry["capacity"] = p.capacity
+        if p.mode == "warm":
+            entry["warm"] = True
+            if not p.external and sfast and p.model.pipeline in DIFFUSION:
+                entry["optimization_flags"] = {"SFAST": True}
         entry.update((prices or PRICE_PLACEHOLDERS).get(p.model.pipeline, {"price_per_unit": 1}))
         entries.append(entry)
     return entries
 
 
+def runner_env(p: Placement, sfast: bool = False) -> list[tuple[str, str]]:
+    """The env of an external runner container (the settings' names).
+
+    Args:
+        p: an external placement.
+        sfast: SFAST for diffusion runners.
+
+    Returns:
+        (name, value) pairs: PIPELINE, MODEL_ID, MODEL_DIR, RUNNER_CAPACITY, QUANTIZE and SFAST where they apply.
+    """
+    env = [("PIPELINE", p.model.pipeline), ("MODEL_ID", p.model.model_id), ("MODEL_DIR", "/models"),
+           ("RUNNER_CAPACITY", str(p.capacity))]
+    if p.quantize:
+        env.append(("QUANTIZE", p.quantize))
+    if sfast and p.model.pipeline in DIFFUSION:
+        env.append(("SFAST", "true"))
+    return env
+
+
 def docker_run_lines(plan: Plan, *, host: str = "127.0.0.1", image: str = DEFAULT_IMAGE,
                      model_dir: str = "/var/lib/livepeer/models", sfast: bool = False) -> list[str]:
-    """A shell script body: one `docker run` per placed model. The token comes from the environment."""
-    if plan.managed:
+    """A shell script body: one `docker run` per external runner. The token comes from the environment.
+
+    Args:
+        plan: the plan.
+        host: where go-livepeer reaches the runners (loopback: ports published on 127.0.0.1 only).
+        image: the runner image repository (tag = pipeline).
+        model_dir: the host folder mounted at /models.
+        sfast: SFAST for diffusion runners.
+
+    Returns:
+        Lines (comments and commands); empty when the plan has no external runner.
+    """
+    external = [p for p in plan.placements if p.external]
+    if not external:
         return []
     publish_ip = "127.0.0.1:" if host in ("127.0.0.1", "localhost") else ""
     lines = [
@@ -237,50 +352,46 @@ def docker_run_lines(plan: Plan, *, host: str = "127.0.0.1", image: str = DEFAUL
         "# AUTH_TOKEN must hold the token written into aiModels.json (export it before running this).",
         ': "${AUTH_TOKEN:?export AUTH_TOKEN first}"',
     ]
-    for p in plan.placements:
-        env = [("PIPELINE", p.model.pipeline), ("MODEL_ID", p.model.model_id), ("MODEL_DIR", "/models"),
-               ("RUNNER_CAPACITY", str(p.capacity))]
-        if sfast and p.model.pipeline in DIFFUSION:
-            env.append(("SFAST", "true"))
+    for p in external:
         opts = [("--name", p.name), ("--restart", "unless-stopped"), ("--gpus", f"device={p.gpu.index}"),
                 ("-p", f"{publish_ip}{p.port}:8000"), ("-v", f"{model_dir}:/models")]
-        opts += [("-e", "AUTH_TOKEN")] + [("-e", f"{k}={v}") for k, v in env]
+        opts += [("-e", "AUTH_TOKEN")] + [("-e", f"{k}={v}") for k, v in runner_env(p, sfast)]
         parts = ["docker run -d"] + [f"{o} {shlex.quote(v)}" for o, v in opts] + [shlex.quote(f"{image}:{p.model.pipeline}")]
         lines.append(f"# {p.gpu.label}: {p.model.pipeline} {p.model.model_id}, peak {fmt_gib(p.peak_bytes)}")
         lines.append(" \\\n    ".join(parts))
     return lines
 
 
-def explain(plan: Plan) -> str:
-    """What was placed where and why, as Markdown-ish text for the operator."""
-    out = [f"Plan ({'managed containers' if plan.managed else 'external runners'}), "
-           f"figures: {plan.source}{' -- ESTIMATES, not measurements' if plan.source == 'estimate' else ''}; "
-           f"each model needs peak VRAM x {1 + plan.headroom:.2f} (headroom {plan.headroom:.0%}); "
-           "largest first, onto the GPU with the most memory left."]
-    for gpu in plan.gpus:
-        here = [p for p in plan.placements if p.gpu is gpu]
-        out.append(f"- {gpu.label}: {fmt_gib(plan.used(gpu))} planned, {fmt_gib(plan.free(gpu))} left")
-        for p in here:
-            port = "" if plan.managed else f", port {p.port}"
-            out.append(f"    - {p.model.pipeline} {p.model.model_id}: capacity {p.capacity}, "
-                       f"peak {fmt_gib(p.peak_bytes)}, needs {fmt_gib(p.need_bytes)}{port}")
-    for figures, why in plan.left_out:
-        out.append(f"- left out: {figures.pipeline} {figures.model_id}: {why}")
-    if plan.left_out:
-        out.append("To keep other models instead, choose them with --model PIPELINE:MODEL_ID (repeatable).")
-    if plan.managed:
-        out.append("go-livepeer gives warm managed containers the GPUs of -nvidia in entry order, so the entries "
-                   "are written in GPU order; keep that order and the -nvidia list as printed.")
-    out.append("Prices are placeholders: set price_per_unit for your market before going live.")
-    return "\n".join(out)
+def nvidia_list(plan: Plan) -> list[int]:
+    """The -nvidia GPUs: those with managed warm containers (in entry order), then those with cold room.
+
+    Args:
+        plan: the plan.
+
+    Returns:
+        GPU indices; empty when every entry is an external runner.
+    """
+    warm = [g.index for g in plan.gpus if plan.managed_warm(g)]
+    cold = [g.index for g in plan.gpus if plan.on(g, "cold") and g.index not in warm]
+    return warm + cold
 
 
 def go_livepeer_flags(plan: Plan, image: str = DEFAULT_IMAGE) -> str:
-    """Managed mode: the go-livepeer flags that make it start our images on the planned GPUs."""
-    overrides = {"batch": {p: f"{image}:{p}" for p in sorted({x.model.pipeline for x in plan.placements})}}
-    gpus = ",".join(str(g.index) for g in plan.gpus)
-    return (f"-aiWorker -aiModels /path/to/aiModels.json -nvidia {gpus} "
-            f"-aiRunnerImageOverrides {shlex.quote(json.dumps(overrides, separators=(',', ':')))}")
+    """The go-livepeer flags for the plan: -nvidia for managed containers, image overrides for our runners.
+
+    Args:
+        plan: the plan.
+        image: the runner image repository.
+
+    Returns:
+        The flags as one shell-quoted line.
+    """
+    ours = sorted({p.model.pipeline for p in plan.placements} & set(pipelines.names(served_only=True)))
+    overrides = {"batch": {p: f"{image}:{p}" for p in ours}}
+    flags = "-aiWorker -aiModels /path/to/aiModels.json"
+    if nvidia_list(plan):
+        flags += " -nvidia " + ",".join(map(str, nvidia_list(plan)))
+    return flags + f" -aiRunnerImageOverrides {shlex.quote(json.dumps(overrides, separators=(',', ':')))}"
 
 
 def new_token() -> str:

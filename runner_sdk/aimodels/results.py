@@ -65,6 +65,7 @@ class CapacityRun(_Model):
     units_per_s: float | None = Field(None, ge=0)
     latency_p50_s: float | None = Field(None, ge=0)
     latency_p95_s: float | None = Field(None, ge=0)
+    spread: float | None = Field(None, ge=0, description="(max - min) / median of throughput over the repeats")
 
 
 class ModelFigures(_Model):

@@ -35,6 +35,15 @@ class Measurement:
     device: str | None = None
     dtype: str | None = None
     notes: list[str] = field(default_factory=list)
+    repeats_units_per_s: list[float] = field(default_factory=list)
+
+    @property
+    def spread(self) -> float | None:
+        """(max - min) / median of the throughput over the repeats; None with fewer than two."""
+        runs = sorted(self.repeats_units_per_s)
+        if len(runs) < 2 or not runs[len(runs) // 2]:
+            return None
+        return (runs[-1] - runs[0]) / runs[len(runs) // 2]
 
     def p(self, q: float) -> float | None:
         """The q-th latency percentile in seconds (0 <= q <= 100), None without a successful request."""
@@ -104,34 +113,92 @@ def _send(client: httpx.Client, url: str, work: Workload, i: int) -> tuple[int, 
 
 
 def measure(pipeline: str, model_id: str, model_dir: Path, device: str, capacity: int, work: Workload,
-            requests: int, warmup_requests: int = 1, progress=None,
-            extra_env: dict[str, str] | None = None) -> Measurement:
-    """Start a fresh server, warm it up, then send `requests` requests from `capacity` clients at once.
+            requests: int, warmup_requests: int = 2, progress=None,
+            extra_env: dict[str, str] | None = None, repeats: int = 3) -> Measurement:
+    """Start a fresh server, warm it up, then send `requests` requests from `capacity` clients at once, in
+    `repeats` rounds (at least `capacity` requests each) whose throughputs give the spread.
+
+    Args:
+        pipeline, model_id, model_dir, device, capacity: the server under test.
+        work: the requests.
+        requests: requests in all (split over the rounds).
+        warmup_requests: requests sent first and not counted.
+        progress: called after each request.
+        extra_env: env for the server (e.g. bounded tokens for synthetic weights).
+        repeats: rounds measured separately for the spread.
+
+    Returns:
+        The measurement.
 
     Raises:
         ServerFailed: the server exited, reported ERROR or was not ready in time.
     """
     proc, url, cold = start_server(pipeline, model_id, model_dir, device, capacity, extra_env)
     try:
-        info = httpx.get(url + "/runner/info").json()
-        m = Measurement(capacity=capacity, cold_load_s=cold, load_phases_s=info["load"]["phases_s"],
-                        warm_vram=info["vram"]["warm"], peak_vram=None, device=info["device"],
-                        dtype=info["dtype"], notes=list(info.get("notes") or []))
-        with httpx.Client() as client:
-            for i in range(warmup_requests):
-                _send(client, url, work, 10_000 + i)
-        results, wall = _drive(url, work, capacity, requests, progress)
-        for status, _, _ in results:
-            m.statuses[status] = m.statuses.get(status, 0) + 1
-        ok = [(s, units) for status, s, units in results if status == 200]
-        m.latencies_s = [s for s, _ in ok]
-        m.units_per_s = sum(u for _, u in ok) / wall if ok else None
-        m.requests_per_s = len(ok) / wall if ok else None
-        info = httpx.get(url + "/runner/info").json()
-        m.peak_vram = info["vram"]["peak"]
-        return m
+        return _measure_on(url, cold, capacity, work, requests, warmup_requests, progress, repeats)
     finally:
         stop_server(proc)
+
+
+def measure_shared(pipeline: str, model_id: str, model_dir: Path, device: str, capacities: list[int],
+                   work: Workload, requests: int, progress=None, extra_env: dict[str, str] | None = None,
+                   repeats: int = 3) -> list[Measurement]:
+    """One server at the highest capacity, driven by 1..N clients in turn: for CPU dry runs, where no VRAM
+    peak can leak from one measurement into the next, at half the server starts.
+
+    Args:
+        pipeline, model_id, model_dir, device: the server under test.
+        capacities: the client counts to measure (the server admits the highest).
+        work: the requests.
+        requests: requests per client at each capacity.
+        progress: called after each request.
+        extra_env: env for the server.
+        repeats: rounds per capacity for the spread.
+
+    Returns:
+        One measurement per capacity, each noting the shared server.
+
+    Raises:
+        ServerFailed: the server exited, reported ERROR or was not ready in time.
+    """
+    top = max(capacities)
+    proc, url, cold = start_server(pipeline, model_id, model_dir, device, top, extra_env)
+    try:
+        runs = []
+        for i, c in enumerate(capacities):
+            m = _measure_on(url, cold, c, work, requests * c, 2 if i == 0 else 1, progress, repeats)
+            m.notes.append(f"CPU run: one server at capacity {top}, driven by {c} client(s)")
+            runs.append(m)
+        return runs
+    finally:
+        stop_server(proc)
+
+
+def _measure_on(url: str, cold: float, capacity: int, work: Workload, requests: int, warmup_requests: int,
+                progress, repeats: int) -> Measurement:
+    info = httpx.get(url + "/runner/info").json()
+    m = Measurement(capacity=capacity, cold_load_s=cold, load_phases_s=info["load"]["phases_s"],
+                    warm_vram=info["vram"]["warm"], peak_vram=None, device=info["device"],
+                    dtype=info["dtype"], notes=list(info.get("notes") or []))
+    with httpx.Client() as client:
+        for i in range(warmup_requests):
+            _send(client, url, work, 10_000 + i)
+    results, wall = [], 0.0
+    rounds = max(1, min(repeats, requests // capacity))
+    for r in range(rounds):
+        n = requests // rounds + (1 if r < requests % rounds else 0)
+        got, secs = _drive(url, work, capacity, n, progress)
+        results += got
+        wall += secs
+        m.repeats_units_per_s.append(sum(u for st, _, u in got if st == 200) / secs if secs else 0.0)
+    for status, _, _ in results:
+        m.statuses[status] = m.statuses.get(status, 0) + 1
+    ok = [(s, units) for status, s, units in results if status == 200]
+    m.latencies_s = [s for s, _ in ok]
+    m.units_per_s = sum(u for _, u in ok) / wall if ok else None
+    m.requests_per_s = len(ok) / wall if ok else None
+    m.peak_vram = httpx.get(url + "/runner/info").json()["vram"]["peak"]
+    return m
 
 
 def _drive(url: str, work: Workload, capacity: int, requests: int,

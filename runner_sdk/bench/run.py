@@ -2,7 +2,9 @@
 each), then write results.json (the schema `aimodels plan` reads), raw.json, results.md and PNG charts.
 
 Real weights are used when MODEL_DIR holds the model; otherwise full-scale (or tiny) synthetic weights
-are written to a separate folder first, and every figure says which.
+are written under MODEL_DIR/runner-sdk-synthetic/SCALE (never into --out: full scale is tens of GB), and
+every figure says which. Each capacity is measured in repeats; a large spread between them is reported, and
+`aimodels plan` does not pick a higher capacity whose gain is within that spread.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
@@ -28,12 +29,28 @@ from ..aimodels.results import (
 from ..hardware import cpu_name
 from ..pipelines import PIPELINES, synthesize
 from ..resolve import cache_folder
-from .measure import Measurement, measure
+from .measure import Measurement, measure, measure_shared
+from .report import NOISY, charts, markdown
 from .workloads import workload
+
+SYNTH_SUBDIR = "runner-sdk-synthetic"
+# Random weights never emit an end token: bound what they generate so a tiny run takes seconds.
+SYNTHETIC_ENV = {"audio-to-text": {"WHISPER_MAX_NEW_TOKENS": "8"}}
 
 
 def prepare_weights(pipeline: str, model_id: str, model_dir: Path, synth_dir: Path, scale: str) -> tuple[Path, str]:
-    """(model_dir to serve from, weights label)."""
+    """The folder to serve from and what the weights are.
+
+    Args:
+        pipeline: the pipeline (its synthetic builder).
+        model_id: the model.
+        model_dir: where real weights are looked for.
+        synth_dir: where synthetic ones are written when the real ones are missing.
+        scale: "tiny" or "full".
+
+    Returns:
+        (folder to serve from, "real" or "synthetic-SCALE").
+    """
     if cache_folder(model_dir, model_id).exists():
         return model_dir, "real"
     if not cache_folder(synth_dir, model_id).exists():
@@ -100,8 +117,7 @@ def run_bench(pipelines: list[str], out: Path, model_dir: Path, scale: str = "fu
         ServerFailed: a server under test did not start or failed.
     """
     out.mkdir(parents=True, exist_ok=True)
-    # Synthetic weights never go inside `out` when that is a folder to commit: RUNNER_BENCH_SYNTH_DIR wins.
-    synth_dir = Path(os.environ.get("RUNNER_BENCH_SYNTH_DIR") or out / "synthetic-models")
+    synth_dir = Path(os.environ.get("RUNNER_BENCH_SYNTH_DIR") or model_dir / SYNTH_SUBDIR / scale)
     if device == "auto":
         import torch
 
@@ -109,24 +125,76 @@ def run_bench(pipelines: list[str], out: Path, model_dir: Path, scale: str = "fu
     figures, raw = [], []
     for pipeline in pipelines:
         model_id = (models or {}).get(pipeline, PIPELINES[pipeline].demo_model_id)
+        print(f"{pipeline}: preparing weights for {model_id}", flush=True)
         serve_dir, weights = prepare_weights(pipeline, model_id, model_dir, synth_dir, scale)
-        work = workload(pipeline, scale)
-        runs: list[Measurement] = []
-        for capacity in range(1, max_capacity + 1):
-            n = requests * capacity
-            with tqdm(total=n, desc=f"{pipeline} capacity {capacity}", unit="req", leave=False) as bar:
-                runs.append(measure(pipeline, model_id, serve_dir, device, capacity, work, n,
-                                    progress=lambda: bar.update(1)))
-        figures.append(model_figures(pipeline, model_id, weights, work.unit, runs))
-        raw.append({"pipeline": pipeline, "model_id": model_id, "weights": weights, "unit": work.unit,
-                    "runs": [{**r.__dict__, "cold_load_s": r.cold_load_s} for r in runs]})
+        env = dict(SYNTHETIC_ENV.get(pipeline, {})) if weights != "real" else {}
+        if scale == "tiny":  # a dry run: the bench's own first request warms the runner up instead
+            env["RUNNER_WARMUP"] = "false"
+        runs = _measure_capacities(pipeline, model_id, serve_dir, device, max_capacity, requests, scale, env)
+        unit = workload(pipeline, scale).unit
+        figures.append(model_figures(pipeline, model_id, weights, unit, runs))
+        raw.append({"pipeline": pipeline, "model_id": model_id, "weights": weights, "unit": unit,
+                    "runs": [{**r.__dict__, "cold_load_s": r.cold_load_s, "spread": r.spread} for r in runs]})
     results = BenchResults(source="measured", machine=machine(device), models=figures,
-                           note=f"runner-sdk bench, scale {scale}, {time.strftime('%Y-%m-%d %H:%M:%S')}")
+                           note=f"runner-sdk bench, scale {scale}, device {device}, "
+                                f"{time.strftime('%Y-%m-%d %H:%M:%S')}"
+                                + ("; tiny: runner warm-up skipped, so cold loads exclude it" if scale == "tiny" else ""))
     (out / "results.json").write_text(results.dump_json())
     (out / "raw.json").write_text(json.dumps(raw, indent=2, default=str) + "\n")
     (out / "results.md").write_text(markdown(results, raw))
-    charts(results, out)
+    charts(results, out, f"{device}, scale {scale}")
     return results
+
+
+def _measure_capacities(pipeline: str, model_id: str, serve_dir: Path, device: str, max_capacity: int,
+                        requests: int, scale: str, env: dict[str, str] | None) -> list[Measurement]:
+    """A visible loading stage, then the requests with a progress bar: one fresh server per capacity on a GPU
+    (so each peak VRAM is its own), one server driven by 1..N clients on the CPU."""
+    work = workload(pipeline, scale)
+    if device == "cpu":  # no VRAM to leak between runs: one server, 1..N clients
+        print(f"{pipeline}: loading (one server at capacity {max_capacity}, CPU)...", flush=True)
+        with tqdm(total=requests * sum(range(1, max_capacity + 1)), desc=pipeline, unit="req", leave=False) as bar:
+            runs = measure_shared(pipeline, model_id, serve_dir, device, list(range(1, max_capacity + 1)), work,
+                                  requests, progress=lambda: bar.update(1), extra_env=env)
+    else:
+        runs = []
+        for capacity in range(1, max_capacity + 1):
+            n = requests * capacity
+            print(f"{pipeline} capacity {capacity}: loading (fresh server process)...", flush=True)
+            with tqdm(total=n, desc=f"{pipeline} capacity {capacity}", unit="req", leave=False) as bar:
+                runs.append(measure(pipeline, model_id, serve_dir, device, capacity, work, n,
+                                    progress=lambda: bar.update(1), extra_env=env))
+    for run in runs:
+        spread = f", spread {run.spread:.0%} between repeats" if run.spread is not None else ""
+        print(f"{pipeline} capacity {run.capacity}: loaded in {run.cold_load_s:.1f} s, p50 "
+              f"{run.p(50) or 0:.3f} s{spread}" + (" -- NOISY" if (run.spread or 0) > NOISY else ""), flush=True)
+    return runs
+
+
+def benchable(pipelines: list[str] | None = None) -> tuple[list[str], list[str]]:
+    """(pipelines that can be measured, skipped ones with the reason): served, with a workload.
+
+    Args:
+        pipelines: the wanted ones; default: every served pipeline of the table.
+
+    Returns:
+        The measurable pipelines in order, and "name: reason" lines for the rest.
+    """
+    import importlib.util
+
+    ok, skipped = [], []
+    for name in pipelines or [p.name for p in PIPELINES.values() if p.served]:
+        row = PIPELINES[name]
+        try:
+            workload(name, "tiny")
+        except ValueError:
+            skipped.append(f"{name}: no benchmark workload yet")
+            continue
+        if row.runner is None or importlib.util.find_spec(row.runner.partition(":")[0]) is None:
+            skipped.append(f"{name}: its runner is not installed")
+            continue
+        ok.append(name)
+    return ok, skipped
 
 
 def model_figures(pipeline: str, model_id: str, weights: str, unit: str, runs: list[Measurement]) -> ModelFigures:
@@ -138,78 +206,11 @@ def model_figures(pipeline: str, model_id: str, weights: str, unit: str, runs: l
         latency_s=Latency(p50=first.p(50), p95=first.p(95)) if first.latencies_s else None,
         throughput=Throughput(unit=unit, units_per_s=first.units_per_s or 0.0),
         by_capacity=[CapacityRun(capacity=r.capacity, peak_vram_bytes=peak_bytes(r), units_per_s=r.units_per_s,
-                                 latency_p50_s=r.p(50), latency_p95_s=r.p(95)) for r in runs],
+                                 latency_p50_s=r.p(50), latency_p95_s=r.p(95),
+                                 spread=round(r.spread, 3) if r.spread is not None else None) for r in runs],
         weights=weights, source="measured",
         notes="; ".join(first.notes + [f"device {first.device}, dtype {first.dtype}",
                                        "cold load of the first run with the page cache as found; later "
                                        "capacities load with a warm page cache"]))
 
 
-def _gib(value: int | None) -> str:
-    return "not measured (CPU)" if value is None else f"{value / 2**30:.2f} GiB"
-
-
-def markdown(results: BenchResults, raw: list[dict[str, Any]]) -> str:
-    """results.md: the figures table, throughput and peak VRAM by capacity, cold load by phase."""
-    m = results.machine
-    where = f"{m.gpu_name} ({m.gpu_memory_bytes / 2**30:.0f} GiB)" if m.gpu_name else "CPU only, no GPU"
-    lines = [f"# Runner benchmark: {where}", "", f"Host: {m.host}. {results.note}.", "",
-             "| pipeline | model | weights | cold load | warm VRAM | peak VRAM | p50 | p95 | throughput (capacity 1) |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for f in results.models:
-        tp = f"{f.throughput.units_per_s:,.1f} {f.throughput.unit}/s" if f.throughput else "-"
-        lat = f.latency_s
-        lines.append(f"| {f.pipeline} | {f.model_id} | {f.weights} | {f.cold_load_s:.2f} s | {_gib(f.warm_vram_bytes)} "
-                     f"| {_gib(f.peak_vram_bytes)} | {lat.p50:.3f} s | {lat.p95:.3f} s | {tp} |" if lat else
-                     f"| {f.pipeline} | {f.model_id} | {f.weights} | - | - | - | - | - | {tp} |")
-    lines += ["", "## Throughput and peak VRAM by capacity", "",
-              "| pipeline | capacity | throughput | p50 | peak VRAM |", "|---|---|---|---|---|"]
-    for f in results.models:
-        for r in f.by_capacity:
-            tp = f"{r.units_per_s:,.1f} {f.throughput.unit}/s" if r.units_per_s is not None else "-"
-            p50 = f"{r.latency_p50_s:.3f} s" if r.latency_p50_s is not None else "-"
-            lines.append(f"| {f.pipeline} | {r.capacity} | {tp} | {p50} | {_gib(r.peak_vram_bytes)} |")
-    lines += ["", "## Cold load by phase (capacity 1 run)", ""]
-    for entry in raw:
-        phases = entry["runs"][0]["load_phases_s"]
-        lines.append(f"- {entry['pipeline']}: " + ", ".join(f"{k} {v:.2f} s" for k, v in phases.items()))
-    lines += ["", "Peak VRAM is torch's reserved peak plus the process's memory outside torch (CUDA context) "
-              "from NVML; VRAM is not measured on the CPU. Pricing units: pixels, audio milliseconds, tokens.", ""]
-    return "\n".join(lines)
-
-
-def charts(results: BenchResults, out: Path) -> None:
-    """throughput.png (units/s by capacity, per model) and vram.png (warm and peak per model) in `out`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    models = results.models
-    fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 3.6), squeeze=False)
-    for ax, f in zip(axes[0], models, strict=True):
-        caps = [r.capacity for r in f.by_capacity]
-        ax.plot(caps, [r.units_per_s or 0 for r in f.by_capacity], marker="o")
-        ax.set_title(f"{f.pipeline}\n{f.model_id}", fontsize=8)
-        ax.set_xlabel("capacity")
-        ax.set_ylabel(f"{f.throughput.unit}/s" if f.throughput else "units/s")
-        ax.set_xticks(caps)
-    fig.tight_layout()
-    fig.savefig(out / "throughput.png", dpi=110)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    names = [f.pipeline for f in models]
-    warm = [(f.warm_vram_bytes or 0) / 2**30 for f in models]
-    peak = [(f.peak_vram_bytes or 0) / 2**30 for f in models]
-    xs = range(len(models))
-    ax.bar([x - 0.2 for x in xs], warm, width=0.4, label="warm")
-    ax.bar([x + 0.2 for x in xs], peak, width=0.4, label="peak")
-    ax.set_xticks(list(xs), names)
-    ax.set_ylabel("GiB")
-    if all(f.warm_vram_bytes is None for f in models):
-        ax.text(0.5, 0.5, "VRAM not measured (CPU run)", ha="center", va="center", transform=ax.transAxes)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "vram.png", dpi=110)
-    plt.close(fig)

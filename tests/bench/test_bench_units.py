@@ -20,14 +20,33 @@ def test_workload_path_and_unit_come_from_the_table(name):
     assert (work.path, work.unit) == (row.path, row.pricing_unit) == (row.path, PRICING_UNITS[name])
 
 
-def test_every_served_pipeline_has_a_workload():
-    for row in pipelines.served():
-        assert workload(row.name, "tiny").pipeline == row.name
+def test_every_served_pipeline_is_benched_or_skipped_with_a_reason():
+    ok, skipped = run.benchable()
+    assert sorted(ok + [s.split(":")[0] for s in skipped]) == sorted(p.name for p in pipelines.served())
+    for name in ok:
+        assert workload(name, "tiny").pipeline == name
+
+
+def test_spread_between_repeats_and_no_capacity_chosen_on_noise():
+    from runner_sdk.aimodels.placing import best_capacity
+    from runner_sdk.aimodels.results import CapacityRun, ModelFigures
+
+    m = Measurement(capacity=1, cold_load_s=1.0, load_phases_s={}, warm_vram=None, peak_vram=None,
+                    repeats_units_per_s=[80.0, 100.0, 120.0])
+    assert m.spread == pytest.approx(0.4)
+
+    def fig(spread: float) -> ModelFigures:
+        runs = [CapacityRun(capacity=1, units_per_s=100.0, spread=spread),
+                CapacityRun(capacity=2, units_per_s=115.0, spread=spread)]
+        return ModelFigures(pipeline="llm", model_id="org/m", by_capacity=runs)
+
+    assert best_capacity(fig(0.05)) == 2  # a 15 % gain over a 5 % spread counts
+    assert best_capacity(fig(0.40)) == 1  # within a 40 % spread it is noise
 
 
 def test_unknown_workload_is_an_error():
     with pytest.raises(ValueError, match="no benchmark workload"):
-        workload("upscale", "tiny")
+        workload("live-video-to-video", "tiny")
 
 
 def test_latency_percentiles_use_runner_sdk_stats():

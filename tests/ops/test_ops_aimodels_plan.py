@@ -1,4 +1,5 @@
-"""The planner on fixed inputs: a 24 GB card, a 12 GB card, two mixed cards; its output must validate."""
+"""The planner on fixed inputs (chosen models, measured results, CLI files); its output must validate. The guide's
+personas are in test_ops_plan_personas.py."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import pytest
 
 from runner_sdk.aimodels import plan as planner
+from runner_sdk.aimodels.demand import Demand
 from runner_sdk.aimodels.results import SCHEMA, BenchResults, ResultsError, load_reference, load_results
 from runner_sdk.aimodels.validate import Severity, stops_node, validate_text
 from runner_sdk.settings import RunnerSettings
@@ -18,6 +20,10 @@ GiB = 1024**3
 T2I = ("text-to-image", "ByteDance/SDXL-Lightning-4step")
 A2T = ("audio-to-text", "openai/whisper-large-v3")
 LLM = ("llm", "meta-llama/Meta-Llama-3.1-8B-Instruct")
+
+
+def want(*keys: tuple[str, str]) -> list[Demand]:
+    return [Demand(p, m) for p, m in keys]
 
 
 def gpus(*sizes: str) -> list[planner.GPU]:
@@ -48,13 +54,13 @@ def test_parse_size():
     assert planner.parse_size("24GiB") == 24 * GiB
     assert planner.parse_size("12GB") == 12 * 10**9
     assert planner.parse_size("80 gib") == 80 * GiB
-    assert planner.parse_size("1024") == 1024
-    with pytest.raises(ValueError):
-        planner.parse_size("lots")
+    for bad in ("lots", "1024", "24"):  # a size needs its unit
+        with pytest.raises(ValueError):
+            planner.parse_size(bad)
 
 
 def test_24gb_card_sdxl_and_whisper_share_it():
-    plan = planner.make_plan(load_reference(), gpus("24GiB"), models=[T2I, A2T])
+    plan = planner.make_plan(load_reference(), gpus("24GiB"), demand=want(T2I, A2T))
     assert placed(plan) == {T2I: 0, A2T: 0}
     assert plan.used(plan.gpus[0]) <= 24 * GiB
     entries = assert_valid(plan)
@@ -62,46 +68,38 @@ def test_24gb_card_sdxl_and_whisper_share_it():
     assert len({e["url"] for e in entries}) == 2
 
 
-def test_24gb_card_all_models_largest_first():
-    """Largest first: the LLM (peak 19 GB + 20 %) takes the card; nothing else fits beside it."""
-    plan = planner.make_plan(load_reference(), gpus("24GiB"))
-    assert placed(plan) == {LLM: 0}
-    assert {m.key for m, _ in plan.left_out} == {T2I, A2T}
-    assert all("needs" in why for _, why in plan.left_out)
+def test_demand_order_decides_who_gets_the_memory():
+    """The LLM first on one 24 GiB card takes it in bf16; SDXL then does not fit warm beside it."""
+    plan = planner.make_plan(load_reference(), gpus("24GiB"), demand=want(LLM, T2I, A2T))
+    assert plan.placements[0].model.key == LLM and plan.placements[0].quantize == ""
+    assert T2I in {lo.key for lo in plan.left_out} | {p.model.key for p in plan.placements if p.mode == "cold"}
     assert_valid(plan)
 
 
-def test_12gb_card_only_whisper_fits():
-    plan = planner.make_plan(load_reference(), gpus("12GiB"))
-    assert placed(plan) == {A2T: 0}
-    assert {m.key for m, _ in plan.left_out} == {T2I, LLM}
-    assert_valid(plan)
-
-
-def test_12gb_card_with_no_headroom_takes_sdxl_first():
+def test_12gb_card_with_no_headroom_takes_sdxl():
     # 12 GB peak fits 12 GiB without margin: headroom is what decides.
-    plan = planner.make_plan(load_reference(), gpus("12GiB"), headroom=0.0, models=[T2I, A2T])
+    plan = planner.make_plan(load_reference(), gpus("12GiB"), headroom=0.0, demand=want(T2I))
     assert placed(plan) == {T2I: 0}
+    plan = planner.make_plan(load_reference(), gpus("12GiB"), demand=want(T2I))
+    assert plan.placements == [] or plan.placements[0].mode == "cold"
 
 
 def test_two_mixed_cards_spread_over_gpus():
-    plan = planner.make_plan(load_reference(), gpus("24GiB", "12GiB"), models=[T2I, A2T])
-    # SDXL (largest) onto the card with most room; Whisper then onto the one with most left (the 12 GiB).
+    plan = planner.make_plan(load_reference(), gpus("24GiB", "12GiB"), demand=want(T2I, A2T))
+    # SDXL onto the card that fits it; Whisper away from the diffusion GPU.
     assert placed(plan) == {T2I: 0, A2T: 1}
     assert_valid(plan)
-    all_three = planner.make_plan(load_reference(), gpus("24GiB", "12GiB"))
-    assert placed(all_three) == {LLM: 0, A2T: 1}
-    assert [m.key for m, _ in all_three.left_out] == [T2I]
 
 
 def test_managed_mode_one_warm_model_per_gpu():
-    plan = planner.make_plan(load_reference(), gpus("80GiB", "24GiB"), managed=True)
-    assert placed(plan) == {LLM: 0, T2I: 1}
-    [(left, why)] = plan.left_out
-    assert left.key == A2T and "one warm container per GPU" in why
+    plan = planner.make_plan(load_reference(), gpus("80GiB", "24GiB"), managed=True, demand=want(LLM, T2I, A2T))
+    warm = {p.model.key: p.gpu.index for p in plan.placements if p.mode == "warm"}
+    assert warm == {LLM: 0, T2I: 1}
+    assert all(not p.external for p in plan.placements)
     entries = planner.aimodels_entries(plan, token="unused", sfast=True)
-    assert all("url" not in e and "token" not in e and e["warm"] is True for e in entries)
-    assert [e.get("optimization_flags") for e in entries] == [None, {"SFAST": True}]
+    assert all("url" not in e and "token" not in e for e in entries)
+    assert {e["pipeline"]: e.get("optimization_flags") for e in entries if e.get("warm")} == {
+        "llm": None, "text-to-image": {"SFAST": True}}
     findings = validate_text(json.dumps(entries), gpus=2)
     assert not stops_node(findings)
     assert planner.docker_run_lines(plan) == []
@@ -131,21 +129,21 @@ def _measured(tmp_path, **overrides) -> str:
 
 def test_measured_results_pick_the_best_capacity_and_its_peak(tmp_path):
     results = load_results(_measured(tmp_path))
-    plan = planner.make_plan(results, gpus("8GiB"))
+    plan = planner.make_plan(results, gpus("8GiB"), demand=want(A2T))
     [p] = plan.placements
     assert (p.capacity, p.peak_bytes) == (2, 5 * GiB)
     assert p.need_bytes == int(5 * GiB * 1.2)
     assert assert_valid(plan)[0]["capacity"] == 2
     # An explicit capacity wins, and uses the peak measured at that capacity.
-    [p4] = planner.make_plan(results, gpus("12GiB"), capacities={"audio-to-text": 4}).placements
+    [p4] = planner.make_plan(results, gpus("12GiB"), capacities={"audio-to-text": 4}, demand=want(A2T)).placements
     assert (p4.capacity, p4.peak_bytes) == (4, 7 * GiB)
 
 
-def test_cpu_results_without_vram_are_left_out(tmp_path):
+def test_cpu_results_without_vram_fall_back_to_labelled_figures(tmp_path):
     results = load_results(_measured(tmp_path, warm_vram_bytes=None, peak_vram_bytes=None, by_capacity=[]))
-    plan = planner.make_plan(results, gpus("24GiB"))
-    assert plan.placements == []
-    assert "not measured" in plan.left_out[0][1]
+    plan = planner.make_plan(results, gpus("24GiB"), demand=want(A2T))
+    [p] = plan.placements
+    assert p.model.source == "estimate" and p.model.notes.startswith("ESTIMATE")
 
 
 def test_results_loader_rejects_other_schemas(tmp_path):
@@ -164,7 +162,7 @@ def test_results_loader_rejects_other_schemas(tmp_path):
 
 
 def test_docker_run_lines_use_the_settings_env_names():
-    plan = planner.make_plan(load_reference(), gpus("24GiB", "12GiB"), models=[T2I, A2T])
+    plan = planner.make_plan(load_reference(), gpus("24GiB", "12GiB"), demand=want(T2I, A2T))
     text = "\n".join(planner.docker_run_lines(plan, sfast=True))
     assert "--gpus device=0" in text and "--gpus device=1" in text
     assert "-p 127.0.0.1:9000:8000" in text and "-p 127.0.0.1:9001:8000" in text
@@ -183,7 +181,8 @@ def test_docker_run_lines_use_the_settings_env_names():
 def test_cli_plan_writes_files_that_validate(tmp_path):
     out = tmp_path / "plan"
     proc = subprocess.run([sys.executable, "-m", "runner_sdk.aimodels", "plan", "--gpu", "24GiB", "--gpu", "12GiB",
-                           "--model", ":".join(T2I), "--model", ":".join(A2T), "--out", str(out)],
+                           "--model", ":".join(T2I), "--model", ":".join(A2T), "--out", str(out),
+                           "--compose", str(tmp_path / "compose.yml")],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "ESTIMATES" in proc.stdout
@@ -206,11 +205,16 @@ def test_cli_plan_json_and_errors():
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    assert [p["model_id"] for p in report["placements"]] == [A2T[1]]
-    assert report["aimodels"][0]["token"] == "t" and report["findings"] == []
-    bad = subprocess.run([*run, "--gpu", "12GiB", "--model", "llm:nope/nope"], capture_output=True, text=True,
-                         timeout=60)
-    assert bad.returncode == 2 and "no figures" in bad.stderr
+    assert {p["model_id"] for p in report["placements"]} >= {A2T[1]}
+    [a2t] = [e for e in report["aimodels"] if e["pipeline"] == "audio-to-text"]
+    assert a2t["token"] == "t" and report["findings"] == []
+    unknown = subprocess.run([*run, "--gpu", "12GiB", "--json", "--model", "llm:nope/nope"], capture_output=True,
+                             text=True, timeout=60)
+    assert unknown.returncode == 0 and "no figures" in json.loads(unknown.stdout)["left_out"][0]["reason"]
+    guide = subprocess.run([*run, "--gpu", "24GiB", "--json", "--model",
+                            "text-to-image:SG161222/RealVisXL_V4.0_Lightning"], capture_output=True, text=True,
+                           timeout=60)
+    assert [p["mode"] for p in json.loads(guide.stdout)["placements"]] == ["warm"]
 
 
 def test_cli_plan_without_sizes_detects_with_nvml_or_says_how():
@@ -229,11 +233,11 @@ def test_cli_plan_without_sizes_detects_with_nvml_or_says_how():
 def test_capacity_is_lowered_when_the_best_one_does_not_fit(tmp_path):
     results = load_results(_measured(tmp_path))
     # Best throughput is capacity 2 (peak 5 GiB -> needs 6 GiB); a 5.5 GiB card only takes capacity 1 (4.8 GiB).
-    [p] = planner.make_plan(results, gpus("5.5GiB")).placements
+    [p] = planner.make_plan(results, gpus("5.5GiB"), demand=want(A2T)).placements
     assert (p.capacity, p.peak_bytes) == (1, 4 * GiB)
     # A capacity the operator fixed is not lowered: the model is left out instead.
-    plan = planner.make_plan(results, gpus("5.5GiB"), capacities={"audio-to-text": 2})
-    assert plan.placements == [] and "needs 6.0 GiB" in plan.left_out[0][1]
+    plan = planner.make_plan(results, gpus("5.5GiB"), capacities={"audio-to-text": 2}, demand=want(A2T))
+    assert [p.mode for p in plan.placements] == ["cold"]  # not warm at capacity 2; on demand instead
 
 
 def test_parse_size_spellings_bytesize_lacks():

@@ -22,7 +22,8 @@ EXPECTED: dict[str, tuple[int | None, set[tuple[str, Severity]]]] = {
     "good/managed_sfast.json": (2, {("$[0].optimization_flags.SFAST", ADV)}),
     "good/two_runners_one_model.json": (None, {("$[1]", ADV)}),
     "good/sfast_and_deepcache.json": (1, {("$[0].optimization_flags", ADV)}),
-    "good/advice_ids.json": (None, {("$[0].model_id", ADV), ("$[1].model_id", ADV), ("$[2].model_id", ADV),
+    # Ids no gateway sends (wrong case, Ollama tag, no organisation): accepted, never routed to (ignored).
+    "ignored/unroutable_ids.json": (None, {("$[0].model_id", IGN), ("$[1].model_id", IGN), ("$[2].model_id", IGN),
                                     ("$[3].url", ADV), ("$[3].Capacity", ADV)}),
     "bad/docs_usd_price.json": (None, {("$[0].price_per_unit", STOP)}),
     "bad/price_quoted_number.json": (None, {("$[0].price_per_unit", STOP)}),
