@@ -106,9 +106,10 @@ async def run_load(url: str, target: Target, seconds: float, clients: int, heade
     limits = httpx.Limits(max_connections=clients + 2, max_keepalive_connections=clients + 2)
     async with httpx.AsyncClient(headers=headers, timeout=120, limits=limits) as client:
         warm = LoadReport()
-        # Two rounds: the second runs with the job threads, allocator pools and batch shapes the first created,
-        # so the RSS baseline below is taken once start-up growth is over.
-        for _ in range(2):
+        # Two rounds or more: later rounds run with the job threads, allocator pools and batch shapes the first
+        # created, so the RSS baseline below is taken once start-up growth is over (a target whose activations
+        # are large, SAM2's 1024x1024 image encoder, needs more rounds before malloc's high-water mark settles).
+        for _ in range(max(2, target.warmup_rounds)):
             await asyncio.gather(*(_one(client, url, target, i, warm) for i in range(warmup_requests or clients)))
         report.problems.extend(warm.problems)
         report.transport_errors.extend(warm.transport_errors)

@@ -38,6 +38,20 @@ T2I_ENV = {"T2I_WARMUP_SIZE": "64x64", "T2I_MAX_PIXELS": str(64 * 64 * 4)}
 # A Whisper with random weights never predicts end-of-text, so every window decodes its whole token budget
 # (444 tokens, ~5 s on a CPU); 8 tokens keep the same code path at a CI-friendly cost.
 A2T_ENV = {"WHISPER_MAX_NEW_TOKENS": "8"}
+# The same idea for the other runners: bounds on pixels, steps, tokens and text (each a documented env var),
+# so a fuzzed request is answered in a fraction of a second or refused with a 400.
+I2I_ENV = {**T2I_ENV, "T2I_MAX_STEPS": "4"}
+UPSCALE_ENV = {"UPSCALE_MAX_INPUT_PIXELS": str(64 * 64), "UPSCALE_MAX_STEPS": "2", "UPSCALE_WARMUP_SIZE": "16"}
+I2V_ENV = {"I2V_MAX_PIXELS": str(64 * 64), "I2V_MAX_INPUT_PIXELS": str(64 * 64), "I2V_MAX_STEPS": "2"}
+I2T_ENV = {"BLIP_MAX_NEW_TOKENS": "4"}
+# SAM2 works on 1024x1024 inputs: tens of MB of activations and multi-MB response strings per request. glibc
+# raises its mmap threshold as they are freed, so they stay in the heap and RSS drifts by tens of MB between
+# samples; a fixed threshold returns them to the system at once, which is what the leak check needs to see.
+SAM2_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
+# VITS draws each answer's length, so every request has new tensor shapes, and on the CPU oneDNN caches a
+# kernel per shape (bounded: 1024 by default). That bounded cache would read as growth in the load test's RSS
+# check, which looks for leaks; off for this target.
+TTS_ENV = {"TTS_MAX_CHARS": "200", "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "0"}
 
 
 @dataclass
@@ -49,6 +63,7 @@ class Target:
     runner_spec: str  # module:Class, importable with the repo root and tests/ on sys.path
     real: bool
     env: dict[str, str] = field(default_factory=dict)
+    warmup_rounds: int = 2  # load-test warm-up rounds before the RSS baseline
 
     @property
     def allowed(self) -> set[int]:
@@ -76,6 +91,10 @@ class Target:
 
     def valid_request(self) -> dict[str, Any]:
         """httpx keyword arguments of a request the runner must answer with 200."""
+        if self.route not in (routes.TEXT_TO_IMAGE, routes.AUDIO_TO_TEXT, routes.LLM):
+            from runner_sdk.worker_check import sample_request
+
+            return sample_request(self.route, None)  # as go-livepeer sends it, for the table's other routes
         if self.route.multipart:
             return {"files": {"audio": ("audio", tone_file("wav"), "application/octet-stream")}}
         return {"json": dict(IMAGE_REQUEST if self.route is routes.TEXT_TO_IMAGE else LLM_REQUEST)}
@@ -94,6 +113,18 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
            "runners.audio_to_text.runner:AudioToTextRunner", real=True, env=A2T_ENV),
     Target("llm", "llm", "meta-llama/Meta-Llama-3.1-8B-Instruct", routes.LLM,
            "runners.llm.runner:LLMRunner", real=True),
+    Target("image-to-image", "image-to-image", "ByteDance/SDXL-Lightning-4step", routes.IMAGE_TO_IMAGE,
+           "runners.image_to_image.runner:ImageToImageRunner", real=True, env=I2I_ENV),
+    Target("upscale", "upscale", "stabilityai/stable-diffusion-x4-upscaler", routes.UPSCALE,
+           "runners.upscale.runner:UpscaleRunner", real=True, env=UPSCALE_ENV),
+    Target("image-to-video", "image-to-video", "stabilityai/stable-video-diffusion-img2vid-xt",
+           routes.IMAGE_TO_VIDEO, "runners.image_to_video.runner:ImageToVideoRunner", real=True, env=I2V_ENV),
+    Target("image-to-text", "image-to-text", "Salesforce/blip-image-captioning-large", routes.IMAGE_TO_TEXT,
+           "runners.image_to_text.runner:ImageToTextRunner", real=True, env=I2T_ENV),
+    Target("segment-anything-2", "segment-anything-2", "facebook/sam2-hiera-large", routes.SEGMENT_ANYTHING_2,
+           "runners.segment_anything_2.runner:SegmentAnything2Runner", real=True, warmup_rounds=12, env=SAM2_ENV),
+    Target("text-to-speech", "text-to-speech", "facebook/mms-tts-eng", routes.TEXT_TO_SPEECH,
+           "runners.text_to_speech.runner:TextToSpeechRunner", real=True, env=TTS_ENV),
 ]}
 
 
