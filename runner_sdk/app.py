@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import nvml, openapi, schemas
 from .auth import WrongTokenWarning
-from .errors import RunnerError, error_response, runner_error_response
+from .errors import RunnerError, SchemaInvalid, error_response, runner_error_response
 from .host import RunnerHost
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import StatusCounter
@@ -27,19 +27,22 @@ from .runner import Runner
 from .settings import RunnerSettings
 
 log = logging.getLogger("runner_sdk")
+DOCS_ASSETS = "/docs-assets"
 
 
-def create_app(runner_cls: type[Runner], settings: RunnerSettings) -> FastAPI:
+def create_app(runner_cls: type[Runner], settings: RunnerSettings, preflight_error: str | None = None) -> FastAPI:
     """A FastAPI app serving `runner_cls` as configured by `settings`; the model loads in the background
     once the server starts (lifespan), while /health says LOADING.
 
     Args:
         runner_cls: the Runner subclass; its `route` is the generate route served.
         settings: PIPELINE, MODEL_ID, capacity, auth token... (RunnerSettings).
+        preflight_error: why the runner can never serve (`preflight.environment_problems`): /health answers
+            ERROR with it from the first answer and the model is not loaded.
     Returns:
         The app; `app.state.host` is its RunnerHost (state, capacity, metrics, runner).
     """
-    host = RunnerHost(runner_cls, settings)
+    host = RunnerHost(runner_cls, settings, preflight_error)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -48,10 +51,11 @@ def create_app(runner_cls: type[Runner], settings: RunnerSettings) -> FastAPI:
         host.executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="Livepeer AI Runner", description=f"{settings.pipeline} runner for {settings.model_id}",
-                  version=settings.version, lifespan=lifespan)
+                  version=settings.version, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.host = host
     _error_handlers(app, runner_cls)
     _plain_routes(app, host)
+    _docs(app)
     _generate_routes(app, host)
     app.openapi = lambda: openapi.document(app, runner_cls.route)  # type: ignore[method-assign]
     app.add_middleware(StatusCounter, metrics=host.metrics, path=runner_cls.route.path)
@@ -60,7 +64,13 @@ def create_app(runner_cls: type[Runner], settings: RunnerSettings) -> FastAPI:
 
 def _error_handlers(app: FastAPI, runner_cls: type[Runner]) -> None:
     @app.exception_handler(RunnerError)
-    async def _runner_error(_req: Request, exc: RunnerError):
+    async def _runner_error(req: Request, exc: RunnerError):
+        # Every refusal says why in the log (uvicorn's access line only has the status).
+        why = exc.msg
+        if isinstance(exc, SchemaInvalid) and exc.errors:  # which field, not only "validation error"
+            first = exc.errors[0]
+            why = f"{why}: {'.'.join(str(p) for p in first.get('loc', ()))}: {first.get('msg')}"
+        log.warning("%s %s refused: %d %s", req.method, req.url.path, exc.status, why)
         return runner_error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
@@ -113,6 +123,30 @@ def _plain_routes(app: FastAPI, host: RunnerHost) -> None:
 
     for path in ("/metrics", "/metrics/"):
         app.add_api_route(path, _async(metrics), methods=["GET"], include_in_schema=False)
+
+
+def _docs(app: FastAPI) -> None:
+    """/docs from Swagger UI assets served by the runner itself (the `swagger-ui-bundle` package), so it works
+    on a host without Internet; FastAPI's CDN page when the package is missing."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:  # pragma: no cover - a pinned dependency
+        swagger_ui_path = None
+    assets = {}
+    if swagger_ui_path is not None:
+        from fastapi.staticfiles import StaticFiles
+
+        app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+        assets = {"swagger_js_url": f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                  "swagger_css_url": f"{DOCS_ASSETS}/swagger-ui.css",
+                  "swagger_favicon_url": f"{DOCS_ASSETS}/favicon-32x32.png"}
+
+    async def docs(_request: Request) -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - docs", **assets)
+
+    app.add_api_route("/docs", docs, methods=["GET"], include_in_schema=False)
 
 
 def _generate_routes(app: FastAPI, host: RunnerHost) -> None:

@@ -16,6 +16,9 @@ can print them:
       problems = check_conformance(srv.url, MyRunner.route, data={"prompt": "x"},
                                    files={"image": ("in.png", png_bytes, "image/png")})
       assert not problems, "\\n".join(problems)
+
+`worker_check` (`runner-sdk conformance URL --pipeline P`) builds on these checks for any runner, ours or a
+bring-your-own container: built-in requests per pipeline, and go-livepeer's consequence of each failure.
 """
 
 from __future__ import annotations

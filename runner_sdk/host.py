@@ -16,6 +16,7 @@ from typing import Any
 from .capacity import Capacity
 from .device import select_device
 from .errors import RunnerError
+from .integrity import IntegrityCollector
 from .lifecycle import Lifecycle, Phase
 from .measure import PeakVram, PhaseTimer, free_cuda_cache, nvml_used_bytes, vram_snapshot
 from .metrics import Metrics
@@ -28,11 +29,18 @@ log = logging.getLogger("runner_sdk")
 class RunnerHost:
     """Owns one Runner: loads it, admits requests into its capacity slots, runs them, reports on it."""
 
-    def __init__(self, runner_cls: type[Runner], settings: RunnerSettings):
+    def __init__(self, runner_cls: type[Runner], settings: RunnerSettings, preflight_error: str | None = None):
+        """Args:
+            runner_cls: the Runner subclass. settings: the process settings.
+            preflight_error: why the runner can never serve (`preflight`): /health says ERROR with it from
+                the first answer and no load is attempted.
+        """
         self.runner_cls = runner_cls
+        self.preflight_error = preflight_error
         self.settings = settings
         self.capacity = Capacity(settings.capacity, settings.queue_size)
         self.metrics = Metrics(settings.version, settings.pipeline, settings.model_id)
+        self.metrics.registry.register(IntegrityCollector(lambda: self.runner))  # non-finite outputs
         self.executor = ThreadPoolExecutor(max_workers=settings.capacity, thread_name_prefix="job")
         self.state = Lifecycle()
         self.runner: Runner | None = None
@@ -56,6 +64,11 @@ class RunnerHost:
         """Begin loading in a background thread (the port is already bound, /health says LOADING)."""
         self._loop = asyncio.get_running_loop()
         self._ready = asyncio.Event()
+        if self.preflight_error is not None:
+            self.state.fail(f"preflight: {self.preflight_error}")
+            log.error("not loading: %s", self.state.error)
+            self._after_load()
+            return
         threading.Thread(target=self._load, name="load", daemon=True).start()
 
     def _load(self) -> None:
@@ -91,11 +104,15 @@ class RunnerHost:
             used = self.warm_vram.get("nvml_used")
             self.warm_vram["nvml_used_delta"] = (used - self._baseline_nvml if used is not None
                                                  and self._baseline_nvml is not None else None)
-        self.load_report = {"phases_s": {k: round(v, 4) for k, v in timer.seconds.items()},
-                            "total_s": round(timer.total(), 4)}
-        for phase, seconds in timer.seconds.items():
+        total = timer.total()
+        phases = dict(timer.seconds)
+        # "other": the load's time outside every named phase (building the runner, imports, logging), so the
+        # phases add up to the total (overlapping phases can only make it 0).
+        phases["other"] = max(0.0, total - sum(phases.values()))
+        self.load_report = {"phases_s": {k: round(v, 4) for k, v in phases.items()}, "total_s": round(total, 4)}
+        for phase, seconds in phases.items():
             self.metrics.load_phase.labels(phase).set(seconds)
-        self.metrics.load_phase.labels("total").set(timer.total())
+        self.metrics.load_phase.labels("total").set(total)
         for kind, value in (self.warm_vram or {}).items():
             if value is not None:
                 self.metrics.warm_vram.labels(kind).set(value)
@@ -135,6 +152,28 @@ class RunnerHost:
         if not self.ready or self.health_status() == "ERROR":
             return None
         return self.runner
+
+    def admit(self, stream: bool = False) -> None:
+        """Take a queue place for a request, or refuse it with `insufficient capacity`.
+
+        A streaming request is never refused for capacity: go-livepeer drops the body of a non-200 answer to
+        a streaming /llm request, so the gateway would suspend the orchestrator instead of retrying elsewhere
+        (docs/deploy.md). It waits for a slot past RUNNER_QUEUE_SIZE; go-livepeer's own capacity count bounds
+        how many arrive.
+
+        Args:
+            stream: the request asks for Server-Sent Events.
+        Raises:
+            InsufficientCapacity: a non-streaming request finds every slot and queue place taken.
+        """
+        cap = self.capacity
+        if stream and cap.in_flight + cap.queued >= cap.slots + cap.queue_size:
+            log.info("streaming request queued past the queue limit (%d running, %d queued)", cap.in_flight,
+                     cap.queued)
+            cap.queued += 1
+        else:
+            cap.admit()
+        self.sync_gauges()
 
     async def acquire(self) -> Runner:
         """Queue for a slot (after `capacity.admit()`), waiting for the load if needed.

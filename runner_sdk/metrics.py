@@ -47,7 +47,9 @@ class Metrics:
 
 class StatusCounter:
     """Pure ASGI middleware counting the generate route's responses by status for /metrics
-    (BaseHTTPMiddleware would break disconnect detection and streaming)."""
+    (BaseHTTPMiddleware would break disconnect detection and streaming). An answer to a client that went
+    away (the request path sets `scope["runner_sdk.outcome"] = "disconnected"`) is counted under the status
+    label "disconnected", not as a 500."""
 
     def __init__(self, app, metrics: Metrics, path: str):
         self.app, self.metrics, self.path = app, metrics, path
@@ -59,7 +61,8 @@ class StatusCounter:
 
         async def counting_send(message):
             if message["type"] == "http.response.start" and path == self.path:
-                self.metrics.responses.labels(path, str(message["status"])).inc()
+                status = scope.get("runner_sdk.outcome") or str(message["status"])
+                self.metrics.responses.labels(path, status).inc()
             await send(message)
 
         await self.app(scope, receive, counting_send)

@@ -30,6 +30,8 @@ from .runner import Job, Runner
 from .streaming import ChunkPump
 
 log = logging.getLogger("runner_sdk")
+# Set in the request's ASGI scope when the client went away: /metrics counts it as "disconnected", not 500.
+OUTCOME = "runner_sdk.outcome"
 
 
 class _Gone(Exception):
@@ -83,14 +85,15 @@ class RequestPath:
         job = Job()
         try:
             return await self._admitted(body, job, watcher, t0)
-        except _Gone:
-            return error_response(500, "client disconnected")
-        except JobCancelled:
-            return error_response(500, "request cancelled")
+        except (_Gone, JobCancelled) as exc:
+            request.scope[OUTCOME] = "disconnected"
+            log.info("%s: client disconnected (%s); nobody reads the answer", self.route.path, type(exc).__name__)
+            return error_response(500, "client disconnected" if isinstance(exc, _Gone) else "request cancelled")
         except asyncio.CancelledError:
             # The server cancels what is still running when its shutdown grace period ends. Stop the job and
             # still answer JSON: uvicorn's own fallback is a plain-text 500, which go-livepeer cannot parse.
             job.cancel()
+            log.warning("%s: request cancelled by the shutdown", self.route.path)
             return error_response(500, "runner shutting down")
         except RunnerError:
             raise
@@ -117,8 +120,7 @@ class RequestPath:
         # model loads there is no runner to ask yet: those requests are decoded in their slot.
         loaded = host.serving_runner()
         inputs = await self._decode(loaded, body, watcher) if loaded is not None else None
-        host.capacity.admit()
-        host.sync_gauges()
+        host.admit(stream=bool(getattr(body, "stream", False)) and self.route.streams)
         runner = await _race(host.acquire(), watcher)  # holds a slot from here
         queue_s = time.perf_counter() - t0
         if loaded is None:

@@ -42,6 +42,7 @@ import uvicorn
 
 from .app import create_app
 from .conformance import assert_conformant, check_conformance, check_response
+from .parsing import HEADER_CAP
 from .pipelines import PIPELINES
 from .runner import Runner
 from .settings import RunnerSettings
@@ -60,13 +61,18 @@ class RunningServer:
     """`with RunningServer(MyRunner, settings) as srv: httpx.get(srv.url + "/health")`"""
 
     def __init__(self, runner_cls: type[Runner], settings: RunnerSettings, wait_ready: bool = True,
-                 ready_timeout: float = 120.0):
+                 ready_timeout: float = 120.0, preflight_error: str | None = None):
+        """Args:
+            runner_cls, settings: what to serve. wait_ready: wait in `__enter__` until /health leaves LOADING.
+            ready_timeout: seconds to wait. preflight_error: serve as `runner-sdk serve` does after a failed
+                preflight (/health ERROR with it from the first answer).
+        """
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.app = create_app(runner_cls, settings)
+        self.app = create_app(runner_cls, settings, preflight_error)
         self.host = self.app.state.host
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                timeout_graceful_shutdown=5)
+                                timeout_graceful_shutdown=5, **HEADER_CAP)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.wait_ready = wait_ready

@@ -95,8 +95,10 @@ def _sigterm_mid_request(tmp_path, runner_spec: str, **extra_env: str) -> tuple[
     """Serve `runner_spec` in its own process, start one request, SIGTERM once it runs; returns the
     request's response, seconds from SIGTERM to exit, and the process output."""
     port = free_port()
-    env = {"PIPELINE": "text-to-image", "MODEL_ID": "org/m", "MODEL_DIR": str(tmp_path), "RUNNER_CLASS": runner_spec,
-           **extra_env}
+    # MODEL_ID a local folder with a file in it: the start-up preflight finds the model there.
+    (tmp_path / "weights.bin").write_bytes(b"w")
+    env = {"PIPELINE": "text-to-image", "MODEL_ID": str(tmp_path), "MODEL_DIR": str(tmp_path),
+           "RUNNER_CLASS": runner_spec, **extra_env}
     proc = _serve(env, "--port", str(port), "--host", "127.0.0.1", "--device", "cpu")
     url = f"http://127.0.0.1:{port}"
     try:
