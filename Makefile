@@ -53,10 +53,11 @@ demo: install
 lint: install
 	$(VENV)/bin/ruff check .
 
+# The Parler-TTS tests run first, so the main suite's summary is the last line.
 test: install tts-env
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -q
 	$(MAKE) tts-test
+	$(VENV)/bin/pytest -q
 
 # Re-pin constraints.txt to the newest releases pyproject.toml allows, resolved in a throwaway venv (its
 # header kept; torch and what only torch needs left out), then run `make test` before committing it.
