@@ -28,6 +28,10 @@ class FakeImageRunner(Runner):
     """Serves /text-to-image: `steps` steps of `step_s` seconds each, checking for cancellation."""
 
     route = routes.TEXT_TO_IMAGE
+
+    @classmethod
+    def download_plan(cls, model_id: str) -> list:
+        return []  # reads no weights: nothing for the start-up check to find in MODEL_DIR
     oom_message = "Out of memory error. Try reducing output image resolution."
     error_message = "Text-to-image pipeline error."
     load_s = 0.0
@@ -113,6 +117,10 @@ class FakeAudioRunner(Runner):
 
     route = routes.AUDIO_TO_TEXT
 
+    @classmethod
+    def download_plan(cls, model_id: str) -> list:
+        return []  # reads no weights: nothing for the start-up check to find in MODEL_DIR
+
     def predict(self, request: schemas.AudioToTextForm, job: Job) -> schemas.TextResponse:
         upload = request.audio
         type(self).last_upload = upload.path
@@ -124,6 +132,10 @@ class FakeLLMRunner(Runner):
     """Serves /llm: streams one word per step; `fail_at` raises mid-stream, `fail_before` before the first."""
 
     route = routes.LLM
+
+    @classmethod
+    def download_plan(cls, model_id: str) -> list:
+        return []  # reads no weights: nothing for the start-up check to find in MODEL_DIR
     words = ["Hello", " there", ",", " friend", "."]
     step_s = 0.0
     fail_at: int | None = None

@@ -256,6 +256,8 @@ def run(spec: Spec, script: str, argv: list[str] | None = None) -> dict:
     """The whole benchmark (see the module docstring); returns the results and writes `--out` (.md, .json)."""
     import tempfile
 
+    global T_START
+    T_START = time.perf_counter()  # the budget counts from this run, not from the module's import
     args = parse_args(spec, argv)
     if args.naive_worker:
         result = spec.naive(args.model_dir, args.requests, args.device, args.scale, args.variant)

@@ -28,13 +28,24 @@ TEST_ENV = {"HF_HUB_OFFLINE": "1", "T2I_WARMUP_SIZE": "64x64"}
 @contextmanager
 def serve(model_id: str, model_dir: Path, env: dict[str, str] | None = None, **settings):
     """A real server for `model_id`; `env` holds runner options (read when the runner is created)."""
+    # The runner reads its options once, at start-up: they are set only until it is ready, so a session-long
+    # server never leaks them into servers other tests start later. The hub stays offline throughout.
     with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        options = pytest.MonkeyPatch()
         for key, value in {**TEST_ENV, **(env or {})}.items():
-            mp.setenv(key, value)
+            options.setenv(key, value)
         s = RunnerSettings(pipeline="text-to-image", model_id=model_id, model_dir=model_dir, device="cpu",
                            **settings)
-        with RunningServer(_runner_class(), s) as srv:
+        server = RunningServer(_runner_class(), s)
+        try:
+            srv = server.__enter__()
+        finally:
+            options.undo()
+        try:
             yield srv
+        finally:
+            server.__exit__(None, None, None)
 
 
 def _runner_class():
