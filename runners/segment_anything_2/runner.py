@@ -23,7 +23,17 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from runner_sdk import Job, JobCancelled, LoadContext, Runner, RunnerError, RunnerOptions, routes, schemas
+from runner_sdk import (
+    BadRequest,
+    Job,
+    JobCancelled,
+    LoadContext,
+    Runner,
+    RunnerError,
+    RunnerOptions,
+    routes,
+    schemas,
+)
 from runner_sdk.errors import is_out_of_memory
 from runner_sdk.images import open_image
 from runner_sdk.integrity import integrity_of
@@ -41,6 +51,10 @@ class Sam2Options(RunnerOptions):
     """The segment-anything-2 runner's env vars."""
 
     sam2_tf32: bool = Field(True, description="allow TF32 matmuls on CUDA (SAM2_TF32)")
+    # The answer prints every mask value at the input's resolution (~20 bytes each, three masks per object):
+    # a 12 MP photo is ~720 MB of text. Bounded so a request is refused with a 400, not an out-of-memory kill.
+    sam2_max_pixels: int = Field(4 * 1024 * 1024, ge=1, description="largest input, width x height (SAM2_MAX_PIXELS)")
+    sam2_max_objects: int = Field(16, ge=1, description="most objects (boxes / point sets) per request")
 
 
 @dataclass
@@ -131,7 +145,11 @@ class SegmentAnything2Runner(Runner[schemas.SegmentAnything2Form, Segmentation])
         """
         prompts = parse_prompts(request.point_coords, request.point_labels, request.box, request.mask_input,
                                 request.normalize_coords)
-        image = open_image(request.image.path)
+        objects = max((len(a) for a in (prompts.points, prompts.boxes) if a is not None), default=1)
+        if objects > self.options.sam2_max_objects:
+            raise BadRequest(f"{objects} objects in one request; this runner accepts at most "
+                             f"{self.options.sam2_max_objects} (SAM2_MAX_OBJECTS).")
+        image = open_image(request.image.path, max_pixels=self.options.sam2_max_pixels)
         return self._prepare(image, prompts, request.multimask_output, request.return_logits,
                              request.normalize_coords)
 

@@ -41,6 +41,13 @@ class UpscaleOptions(RunnerOptions):
     upscale_compile_mode: str = "default"
     upscale_compile_backend: str = "inductor"
 
+    @field_validator("upscale_tile_size")
+    @classmethod
+    def _tile_multiple_of_4(cls, value: int) -> int:
+        if value % 4:
+            raise ValueError("must be a multiple of 4 (the upscaler works on 4-pixel blocks)")
+        return value
+
     @field_validator("upscale_tile_overlap")
     @classmethod
     def _overlap(cls, value: int, info) -> int:

@@ -106,6 +106,13 @@ class UpscaleRunner(Runner[schemas.UpscaleForm, Upscale]):
         """
         o = self.options
         image = open_image(request.image.path, max_pixels=o.upscale_max_input_pixels)
+        # The x4 upscaler's VAE works on multiples of 4 pixels (diffusers rounds other sizes down and the output
+        # is then not 4x the input): crop the at most 3 odd pixels off the right and bottom edges instead.
+        width, height = image.size[0] // 4 * 4, image.size[1] // 4 * 4
+        if not width or not height:
+            raise BadRequest(f"The image must be at least 4x4 pixels but is {image.size[0]}x{image.size[1]}.")
+        if (width, height) != image.size:
+            image = image.crop((0, 0, width, height))
         if request.num_inference_steps > o.upscale_max_steps:
             raise BadRequest(f"num_inference_steps must be at most {o.upscale_max_steps} (UPSCALE_MAX_STEPS) "
                              f"but is {request.num_inference_steps}.")

@@ -117,3 +117,20 @@ def test_sam2_cancelled_job_stops_after_the_embedding(sam2_server):
     with pytest.raises(JobCancelled):
         runner.predict(inputs, job)
     assert "embed" in job.timings and "decode_masks" not in job.timings
+
+
+def test_sam2_output_is_bounded_before_any_work(sam2_server, segment):
+    """Masks print every value at the input's resolution: a huge input or object count is a 400 up front."""
+    runner = sam2_server.host.runner
+    limit = runner.options.sam2_max_pixels
+    try:
+        runner.options.sam2_max_pixels = W * H - 1
+        r = segment(sam2_server, png(W, H), point_coords="[[10,12]]", point_labels="[1]")
+        assert r.status_code == 400 and "limit" in r.json()["detail"]["msg"]
+    finally:
+        runner.options.sam2_max_pixels = limit
+    boxes = json.dumps([[1, 1, 5, 5]] * (runner.options.sam2_max_objects + 1))
+    r = segment(sam2_server, png(W, H), box=boxes)
+    assert r.status_code == 400 and "SAM2_MAX_OBJECTS" in r.json()["detail"]["msg"]
+    assert sam2_server.host.capacity.in_flight == 0
+    _arrays(segment(sam2_server, png(W, H), box=json.dumps([[1, 1, 5, 5]] * 2)))  # within the bound: served

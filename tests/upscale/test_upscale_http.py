@@ -112,3 +112,14 @@ def test_bearer_token_is_checked_and_unknown_parts_are_ignored(upscale_models):
         r = post(srv, PATH, {"prompt": "", "num_inference_steps": 1, "not_a_field": "x"}, png_bytes(16, 16),
                  headers={"Authorization": "Bearer s3cret"})
         assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize(("size", "out"), [((18, 26), (64, 96)), ((70, 50), (272, 192)), ((3, 40), None)])
+def test_sides_not_a_multiple_of_4_are_cropped_not_a_500(upscaler, size, out):
+    """diffusers rounds such sizes down inside the VAE; the runner crops them first (single tile and tiled)."""
+    r = post(upscaler, PATH, {"prompt": "a", "seed": 1, "num_inference_steps": 1}, png_bytes(*size))
+    if out is None:
+        assert r.status_code == 400 and "at least 4x4" in r.json()["detail"]["msg"]
+        return
+    assert r.status_code == 200, r.text
+    assert png_image(r.json()["images"][0]["url"]).size == out
