@@ -70,8 +70,13 @@ def runner_error_response(exc: RunnerError) -> JSONResponse:
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
-    """torch.cuda.OutOfMemoryError (and torch.OutOfMemoryError) without importing torch here."""
-    return type(exc).__name__ == "OutOfMemoryError" or "CUDA out of memory" in str(exc)
+    """torch.cuda.OutOfMemoryError / torch.OutOfMemoryError (without importing torch here), Python's
+    MemoryError, and the allocators' own texts ("CUDA out of memory", CPU "not enough memory", MPS/HIP "out of
+    memory"): each answered as the route's out-of-memory 500 (contract 4.4) with the device cache freed."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc).lower()
+    return "out of memory" in text or "not enough memory" in text
 
 
 def validation_errors(exc_errors: list[dict[str, Any]], prefix: tuple[str | int, ...] = ("body",)) -> list[dict]:

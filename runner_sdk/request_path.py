@@ -58,6 +58,14 @@ async def _race(awaitable, watcher: asyncio.Future):
     raise _Gone()
 
 
+def _predict_json(runner: Runner, inputs: Any, job: Job) -> JSONResponse:
+    """predict, then the JSON body, both on the job thread: a large answer (SAM2's printed masks run to tens of
+    MB) is serialised in its slot, never on the event loop where it would stall /health."""
+    result = runner.predict(inputs, job)
+    with job.stage("encode_json"):
+        return JSONResponse(result.model_dump(mode="json"))
+
+
 class RequestPath:
     """The generate endpoint of one app: `await path(request)` answers one request."""
 
@@ -131,17 +139,15 @@ class RequestPath:
                 raise
         if runner.wants_stream(body):
             return await self._stream(runner, inputs, job, watcher)
-        fut = host.run_in_slot(host.measured, runner.predict, inputs, job)
+        fut = host.run_in_slot(host.measured, _predict_json, runner, inputs, job)
         try:
-            result = await _race(asyncio.shield(fut), watcher)
+            response = await _race(asyncio.shield(fut), watcher)
         except _Gone:
             job.cancel()  # stops at its next step; the slot frees when the thread returns
             # Nobody awaits it now: take its JobCancelled so asyncio does not log it as never retrieved.
             fut.add_done_callback(lambda f: f.cancelled() or f.exception())
             raise
         host.requests_served += 1
-        with job.stage("encode_json"):
-            response = JSONResponse(result.model_dump(mode="json"))
         self._observe(job, queue_s, t0, response)
         return response
 

@@ -182,3 +182,14 @@ def test_routes_say_their_messages_as_upstream_does():
     assert routes.IMAGE_TO_TEXT.too_large_message == "File size exceeds limit"
     assert routes.AUDIO_TO_TEXT.too_large_message == "File size exceeds limit."
     assert routes.LLM.model_field == "model" and routes.TEXT_TO_SPEECH.model_field == "model_id"
+
+
+def test_out_of_memory_is_recognised_in_its_usual_forms():
+    from runner_sdk.errors import is_out_of_memory
+
+    assert is_out_of_memory(MemoryError())
+    assert is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert is_out_of_memory(RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: not enough "
+                                         "memory: you tried to allocate 1073741824 bytes."))
+    assert is_out_of_memory(type("OutOfMemoryError", (RuntimeError,), {})("boom"))
+    assert not is_out_of_memory(ValueError("strength must be in [0, 1]"))
