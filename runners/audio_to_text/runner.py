@@ -141,7 +141,8 @@ class AudioToTextRunner(Runner[schemas.AudioToTextForm, Transcription]):
             max_new_tokens=self.max_new_tokens, max_batch=self.max_batch, attn_implementation="sdpa")
         self.engine = self.transcriber
         ctx.report(dtype=str(dtype).removeprefix("torch."), attention="sdpa (eager only for word-timestamp batches)",
-                   **{"long-form": f"{chunk_length_for(s.model_id):g} s windows, batched (up to {self.max_batch})"})
+                   **{"long-form": f"{chunk_length_for(s.model_id):g} s windows, batched (up to {self.max_batch}); "
+                                   "with timestamps, Whisper's seek loop"})
 
     def warmup(self) -> None:
         # One short pass: CUDA context, cuBLAS handles and the decode path are ready before /health says so.

@@ -6,7 +6,9 @@ featurised in batches (the STFT on the GPU when there is one), each batch is one
 decoder pass per window (`force_unique_generate_call`: Whisper's sequential seek loop is for a single
 unbounded input, while the overlap already resolves window edges), and the pipeline's own merge
 (`WhisperTokenizer._decode_asr`) stitches the windows and their timestamps back together. Audio of at most
-one window is a single window without overlap: the pipeline's sequential mode.
+one window is a single window without overlap: the pipeline's sequential mode. With timestamps, audio of
+more than one window takes Whisper's seek loop instead (`_seek_transcribe`, issue 14): the fixed windows
+mistimed, and could lose, an utterance that straddles their overlap.
 
 What we do differently from the stock runner's `pipeline(..., chunk_length_s=30, batch_size=16)`:
 - The batch size follows the number of windows and the free device memory, and halves on CUDA OOM.
@@ -172,6 +174,8 @@ class WhisperTranscriber:
         """Text and chunks for 16 kHz mono float32 `audio`. `min_new_tokens` (benchmarks) fixes the tokens
         generated per window: random weights never emit end-of-text, real ones do."""
         max_new_tokens = max_new_tokens or self.max_new_tokens
+        if timestamps and len(audio) > self.chunk_len:  # issue 14: see _seek_transcribe
+            return self._seek_transcribe(audio, timestamps, job, max_new_tokens, min_new_tokens)
         wins = windows(audio, self.chunk_len, self.stride_len)
         bs = batch_size or self.batch_size_for(len(wins), timestamps, len(audio) / self.sample_rate, max_new_tokens)
         used_bs = bs
@@ -196,6 +200,58 @@ class WhisperTranscriber:
             outputs, return_timestamps=timestamps, return_language=None, time_precision=self.time_precision)
         chunks = optional.get("chunks", []) if timestamps else []
         return Transcript(text=text, chunks=chunks, windows=len(wins), batch_size=min(used_bs, len(wins)))
+
+    def _seek_transcribe(self, audio: np.ndarray, timestamps: Timestamps, job: Job | None, max_new_tokens: int,
+                         min_new_tokens: int | None) -> Transcript:
+        """Whisper's own long-form loop, for timestamped output of more than one window (issue 14).
+
+        With timestamps, Whisper ends a window whose last utterance it judges unfinished with that utterance's
+        start timestamp alone (`...<|22.60|><|23.40|><|endoftext|>`): the text after it belongs to the next
+        window, which must start there. Fixed, overlapping windows never do: the unfinished utterance is left
+        to the next window's left overlap, where `_decode_asr` keeps its text but not its timestamps, and
+        where the padded short last window may decode it as a hallucination (the utterance is lost) or not at
+        all when the window stopped before the next one begins. Here each window starts where the previous
+        one's finished text ends (OpenAI's `seek`), one window per `generate` call.
+        """
+        texts: list[str] = []
+        chunks: list[dict[str, Any]] = []
+        seek, n = 0, 0
+        while seek < len(audio):
+            if job is not None:
+                job.step()
+            win = Window(audio[seek:seek + self.chunk_len], None)
+            out = self._generate([win], timestamps, job, max_new_tokens, min_new_tokens)[0]
+            n += 1
+            resume = None if seek + self.chunk_len >= len(audio) else self._unfinished(out)
+            text, optional = self.tokenizer._decode_asr(
+                [out], return_timestamps=timestamps, return_language=None, time_precision=self.time_precision)
+            offset = seek / self.sample_rate
+            texts.append(text)
+            for c in optional.get("chunks", []):
+                start, end = c["timestamp"]
+                chunks.append({**c, "timestamp": (None if start is None else round(start + offset, 2),
+                                                  None if end is None else round(end + offset, 2))})
+            seek += len(win.samples) if resume is None else resume
+        return Transcript(text="".join(texts), chunks=chunks, windows=n, batch_size=1)
+
+    def _unfinished(self, out: dict[str, Any]) -> int | None:
+        """Samples into the window where its unfinished last utterance starts, that utterance's tokens
+        dropped from `out`; None when the window ended cleanly (or the start is too early to make progress)."""
+        tokens = out["tokens"][0].tolist()
+        begin = self.tokenizer.convert_tokens_to_ids("<|notimestamps|>") + 1
+        eot = self.tokenizer.eos_token_id
+        k = len(tokens)
+        while k > 0 and tokens[k - 1] == eot:
+            k -= 1
+        if k < 2 or tokens[k - 1] < begin or tokens[k - 2] < begin:
+            return None
+        start_s = (tokens[k - 1] - begin) * self.time_precision
+        if start_s < 1.0:
+            return None
+        out["tokens"] = out["tokens"][:, :k - 1]
+        if "token_timestamps" in out:
+            out["token_timestamps"] = out["token_timestamps"][:, :k - 1]
+        return int(round(start_s * self.sample_rate))
 
     def _features(self, batch: list[Window]):
         feats = self.feature_extractor(
