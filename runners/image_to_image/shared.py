@@ -4,12 +4,13 @@ given pipeline class, seeds, and the SFAST/DEEPCACHE flags as section 9.1 applie
 
 from __future__ import annotations
 
+import queue
 import random
 
 from runner_sdk import BadRequest, LoadContext
 from runner_sdk.resolve import resolve_snapshot
 from runners.text_to_image import optimise
-from runners.text_to_image.loading import dtype_kwargs, from_pretrained
+from runners.text_to_image.loading import dtype_kwargs, from_pretrained, pipeline_shell
 from runners.text_to_image.models import classify, download_plan, load_plan
 from runners.text_to_image.requests import SEED_MAX
 
@@ -84,6 +85,15 @@ def apply_flags(pipe, ctx: LoadContext, *, deepcache_allowed: bool, compile_mode
                 ctx.report(DEEPCACHE=applied)
                 ctx.note(f"DEEPCACHE: {applied}")
     return pipe, helper
+
+
+def slot_pipelines(pipe, deepcache, capacity: int) -> queue.Queue:
+    """One pipeline object per capacity slot, sharing `pipe`'s networks (each with its own scheduler and
+    tokenizers). DeepCache keeps its state in the one pipeline it wraps: then requests denoise one at a time."""
+    slots: queue.Queue = queue.Queue()
+    for _ in range(1 if deepcache is not None else capacity):
+        slots.put(pipe if deepcache is not None else pipeline_shell(pipe))
+    return slots
 
 
 def seed_or_random(seed: int | None, count: int = 1) -> int:

@@ -21,9 +21,9 @@ from typing import Any
 
 from runner_sdk import BadRequest, Job, LoadContext, Runner, routes, schemas
 from runner_sdk.images import open_image
-from runners.image_to_image.shared import apply_flags, load_single_repo, seed_or_random, sync
+from runners.image_to_image.shared import apply_flags, load_single_repo, seed_or_random, slot_pipelines, sync
 from runners.text_to_image.encode import data_url
-from runners.text_to_image.loading import load_safety_checker, pipeline_shell
+from runners.text_to_image.loading import load_safety_checker
 from runners.text_to_image.models import download_plan
 from runners.text_to_image.vae import keep_vae_precision, to_uint8
 
@@ -86,9 +86,7 @@ class ImageToVideoRunner(Runner[schemas.ImageToVideoForm, Video]):
         self.safety, self.safety_note = load_safety_checker(ctx, o.safety_checker_device, dtype)
         self.pipe = pipe
         self.num_frames = int(pipe.unet.config.num_frames)
-        slots = 1 if self.deepcache is not None else ctx.settings.capacity
-        for _ in range(slots):
-            self._pipes.put(pipe if self.deepcache is not None else pipeline_shell(pipe))
+        self._pipes = slot_pipelines(pipe, self.deepcache, ctx.settings.capacity)
 
     def warmup(self) -> None:
         """One video (two with SFAST and SFAST_WARMUP) of a blank image at I2V_WARMUP_SIZE, 2 steps,

@@ -21,9 +21,9 @@ from typing import Any
 
 from runner_sdk import BadRequest, Job, LoadContext, Runner, routes, schemas
 from runner_sdk.images import open_image
-from runners.image_to_image.shared import apply_flags, load_single_repo, seed_or_random, sync
+from runners.image_to_image.shared import apply_flags, load_single_repo, seed_or_random, slot_pipelines, sync
 from runners.text_to_image.encode import data_url
-from runners.text_to_image.loading import load_safety_checker, pipeline_shell
+from runners.text_to_image.loading import load_safety_checker
 from runners.text_to_image.models import classify, download_plan
 from runners.text_to_image.vae import keep_vae_precision, to_uint8
 
@@ -83,10 +83,7 @@ class UpscaleRunner(Runner[schemas.UpscaleForm, Upscale]):
                                            compile_mode=o.upscale_compile_mode, backend=o.upscale_compile_backend)
         self.safety, self.safety_note = load_safety_checker(ctx, o.safety_checker_device, dtype)
         self.pipe = pipe
-        # DeepCache keeps its state in the one pipeline it wraps: then requests denoise one at a time.
-        slots = 1 if self.deepcache is not None else ctx.settings.capacity
-        for _ in range(slots):
-            self._pipes.put(pipe if self.deepcache is not None else pipeline_shell(pipe))
+        self._pipes = slot_pipelines(pipe, self.deepcache, ctx.settings.capacity)
 
     def warmup(self) -> None:
         """One upscale of a UPSCALE_WARMUP_SIZE square with 2 steps (0: none)."""

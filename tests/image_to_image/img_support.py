@@ -12,12 +12,10 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import pytest
 from PIL import Image
+from text_to_image.t2i_support import serve_runner
 
 from runner_sdk.pipelines import PIPELINES, load_object
-from runner_sdk.settings import RunnerSettings
-from runner_sdk.testing import RunningServer
 
 TEST_ENV = {"HF_HUB_OFFLINE": "1", "T2I_WARMUP_SIZE": "64x64"}
 
@@ -84,20 +82,6 @@ def info(srv) -> dict:
 @contextmanager
 def serve(pipeline: str, model_id: str, model_dir: Path, env: dict[str, str] | None = None, **settings):
     """A real server of `pipeline`'s reference runner for `model_id`; `env` holds runner options."""
-    # The runner reads its options once, at start-up: they are set only until it is ready, so a session-long
-    # server never leaks them into servers other tests start later. The hub stays offline throughout.
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        options = pytest.MonkeyPatch()
-        for key, value in {**TEST_ENV, **(env or {})}.items():
-            options.setenv(key, value)
-        s = RunnerSettings(pipeline=pipeline, model_id=model_id, model_dir=model_dir, device="cpu", **settings)
-        server = RunningServer(load_object(PIPELINES[pipeline].runner), s)
-        try:
-            srv = server.__enter__()
-        finally:
-            options.undo()
-        try:
-            yield srv
-        finally:
-            server.__exit__(None, None, None)
+    with serve_runner(load_object(PIPELINES[pipeline].runner), {**TEST_ENV, **(env or {})}, pipeline=pipeline,
+                      model_id=model_id, model_dir=model_dir, device="cpu", **settings) as srv:
+        yield srv

@@ -28,16 +28,24 @@ TEST_ENV = {"HF_HUB_OFFLINE": "1", "T2I_WARMUP_SIZE": "64x64"}
 @contextmanager
 def serve(model_id: str, model_dir: Path, env: dict[str, str] | None = None, **settings):
     """A real server for `model_id`; `env` holds runner options (read when the runner is created)."""
-    # The runner reads its options once, at start-up: they are set only until it is ready, so a session-long
-    # server never leaks them into servers other tests start later. The hub stays offline throughout.
+    with serve_runner(_runner_class(), {**TEST_ENV, **(env or {})}, pipeline="text-to-image", model_id=model_id,
+                      model_dir=model_dir, device="cpu", **settings) as srv:
+        yield srv
+
+
+@contextmanager
+def serve_runner(runner_cls, env: dict[str, str], **settings):
+    """A real server of `runner_cls` with `env` (SDK settings such as DEEPCACHE, and runner options) set
+    while the settings are read and the runner starts.
+
+    The runner reads its options once, at start-up: they are set only until it is ready, so a session-long
+    server never leaks them into servers other tests start later. The hub stays offline throughout."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_HUB_OFFLINE", "1")
         options = pytest.MonkeyPatch()
-        for key, value in {**TEST_ENV, **(env or {})}.items():
+        for key, value in env.items():
             options.setenv(key, value)
-        s = RunnerSettings(pipeline="text-to-image", model_id=model_id, model_dir=model_dir, device="cpu",
-                           **settings)
-        server = RunningServer(_runner_class(), s)
+        server = RunningServer(runner_cls, RunnerSettings(**settings))
         try:
             srv = server.__enter__()
         finally:
