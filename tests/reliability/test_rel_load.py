@@ -28,7 +28,10 @@ LOAD_SECONDS = 2.5
 # Every top-level model call (or fake step) sleeps this long: requests stay in flight long enough to queue
 # behind each other and to be caught by the SIGTERM.
 FORWARD_DELAY_S = "0.05"
-HEALTH_P99_MS = 50.0
+# Contract 3.1: /health answers within go-livepeer's 5 s probe timeout, also while inference runs (two
+# misses and a managed container is destroyed). A behaviour bound, not a speed figure: the soak reports the
+# latency percentiles.
+HEALTH_PROBE_TIMEOUT_S = 5.0
 # Resident memory may move by allocator noise (glibc arenas of the job threads, torch's CPU allocator
 # caching activation buffers, lazily imported modules) but must not grow with the request count. 16 MiB is
 # ~3-7% of these processes' RSS and far below what keeping each request's input/output would cost over a run
@@ -58,7 +61,7 @@ def test_load_at_capacity_plus_queue(served):
     print(target.name, summary)
     assert not report.transport_errors, report.transport_errors[:5]
     assert set(report.health_statuses) <= {"OK", "IDLE"}, summary
-    assert len(report.health) >= 20 and report.health_ms(0.99) < HEALTH_P99_MS, summary
+    assert len(report.health) >= 20 and max(report.health) < HEALTH_PROBE_TIMEOUT_S, summary
     assert report.in_flight_end == 0 and report.queued_end == 0, summary
     assert report.rss_end - report.rss_start < RSS_TOLERANCE, summary
     assert not report.problems, report.problems[:5]
