@@ -26,6 +26,14 @@ from .settings import RunnerSettings
 log = logging.getLogger("runner_sdk")
 
 
+class NotReady(str):
+    """A `healthy()` reason that passes: the runner cannot serve now (e.g. the upstream server it forwards to
+    is down) but may again. While `healthy()` returns one, /health says LOADING (go-livepeer takes the runner
+    out of its pool; ERROR would destroy the container or stop the node) and /runner/info's `error` has the
+    reason; once `healthy()` returns None it is IDLE again (through IDLE before OK, as after a load). Requests
+    are not refused for it: the runner fails them itself (fast) or serves them if the server is back."""
+
+
 class RunnerHost:
     """Owns one Runner: loads it, admits requests into its capacity slots, runs them, reports on it."""
 
@@ -54,10 +62,11 @@ class RunnerHost:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready: asyncio.Event | None = None
         self.requests_served = 0
+        self.not_ready: str | None = None  # the runner's `NotReady` reason while it lasts
 
     @property
     def error(self) -> str | None:
-        return self.state.error
+        return self.state.error or self.not_ready
 
     # --- loading ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -137,9 +146,21 @@ class RunnerHost:
 
     # --- health -----------------------------------------------------------------------------------
     def health_status(self) -> str:
-        """LOADING, IDLE, OK or ERROR; asks a ready runner's `healthy()` hook first."""
+        """LOADING, IDLE, OK or ERROR; asks a ready runner's `healthy()` hook first (a `NotReady` reason is
+        LOADING while it lasts, any other reason ERROR for good)."""
         if self.state.phase is Phase.READY and self.runner is not None:
             reason = self.runner.healthy()
+            if isinstance(reason, NotReady):
+                if self.not_ready != reason:
+                    log.warning("runner not ready: %s", reason)
+                self.not_ready = str(reason)
+                self.state.idle_reached = False  # back through IDLE, never LOADING -> OK
+                self.metrics.state.set(0)
+                return "LOADING"
+            if self.not_ready is not None and reason is None:
+                log.info("runner ready again (was: %s)", self.not_ready)
+                self.not_ready = None
+                self.metrics.state.set(1)
             if reason is not None:
                 log.error("runner unhealthy: %s", reason)
                 self.state.fail(reason)
@@ -250,7 +271,7 @@ class RunnerHost:
             "model_id": s.model_id,
             "version": s.version,
             "status": self.health_status(),
-            "error": self.state.error,
+            "error": self.error,
             "device": self.device,
             "dtype": ctx.dtype if ctx and runner else None,
             "optimisations_requested": s.optimisations_requested(),
