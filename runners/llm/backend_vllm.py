@@ -86,6 +86,7 @@ def visible_cuda_devices() -> int:
 class VLLMBackend(Backend):
     name = "vllm"
     engine: Any = None
+    ignore_eos = False  # benchmarks: every request runs to its max_tokens (random weights, exact token counts)
 
     def setup(self, ctx: LoadContext) -> None:
         from transformers import AutoTokenizer, GenerationConfig
@@ -137,7 +138,10 @@ class VLLMBackend(Backend):
             # bf16 where the GPU has it; a quantised checkpoint keeps what vLLM picks for its kernels.
             extra["dtype"] = "bfloat16" if not quant and bf16_supported() else "auto"
         else:
-            extra.update(dtype="float32", enforce_eager=True)
+            # float32: bf16 in eager mode gives wrong text on the CPU; vLLM's int4 CPU kernels take bf16 only.
+            extra.update(dtype="bfloat16" if quant else "float32", enforce_eager=True)
+            if quant:
+                ctx.note(f"{quant} checkpoint on the CPU: served in bfloat16 (vLLM's int4 CPU kernels need it)")
         if o.max_num_batched_tokens:
             extra["max_num_batched_tokens"] = o.max_num_batched_tokens
         return AsyncEngineArgs(
@@ -180,8 +184,8 @@ class VLLMBackend(Backend):
         return SamplingParams(
             temperature=0.0 if greedy else request.temperature, top_p=1.0 if greedy else request.top_p,
             top_k=0 if greedy or request.top_k == -1 else request.top_k, seed=request.seed,
-            max_tokens=request.max_tokens, stop_token_ids=list(self.eos_ids), detokenize=False,
-            output_kind=RequestOutputKind.DELTA)
+            max_tokens=request.max_tokens, stop_token_ids=[] if self.ignore_eos else list(self.eos_ids),
+            ignore_eos=self.ignore_eos, detokenize=False, output_kind=RequestOutputKind.DELTA)
 
     def generate(self, prompt: Prompt, job: Job) -> Iterator[Event]:
         try:
