@@ -92,6 +92,7 @@ class VLLMBackend(Backend):
         from transformers import AutoTokenizer, GenerationConfig
 
         s = ctx.settings
+        os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")  # vLLM reports usage to its authors unless told not to
         for name in TRANSFORMERS_ONLY_SETTINGS:
             if os.environ.get(name, "").strip().lower() not in ("", "0", "false", "none"):
                 ctx.note(f"{name} ignored: a setting of LLM_BACKEND=transformers (vLLM loads AWQ/GPTQ "
