@@ -27,12 +27,14 @@ PLATFORMS = ["manylinux_2_39_x86_64", "manylinux_2_35_x86_64", "manylinux_2_34_x
 
 @dataclass
 class Root:
-    """A line of requirements-gpu.txt: the package, its pin (None: constraints.txt's) and the pipelines it is
-    only needed by (None: all)."""
+    """A line of requirements-gpu.txt: the package, its pin (None: constraints.txt's), the pipelines it is
+    only needed by (None: all), and whether it is carried even though the host has it (`# carry`: an older
+    host version would break a carried package)."""
 
     name: str
     pin: str | None = None
     only: frozenset[str] | None = None
+    carry: bool = False
 
 
 @dataclass
@@ -57,7 +59,8 @@ def read_roots(path: Path = HERE / "requirements-gpu.txt") -> list[Root]:
         name, _, pin = spec.strip().partition("==")
         only = re.search(r"only:\s*([\w,\- ]+)", comment)
         roots.append(Root(canonicalize_name(name), pin.strip() or None,
-                          frozenset(p.strip() for p in only.group(1).split(",")) if only else None))
+                          frozenset(p.strip() for p in only.group(1).split(",")) if only else None,
+                          carry=re.search(r"\bcarry\b", comment) is not None))
     return roots
 
 
@@ -127,6 +130,7 @@ def resolve(roots: list[Root], pins: dict[str, str], host: set[str], python: str
         RuntimeError: a carried package with no pin (constraints.txt or requirements-gpu.txt) or no wheel.
     """
     wanted = {r.name: r.pin or pins.get(r.name) for r in roots}
+    host = host - {r.name for r in roots if r.carry}
     closure, queue, seen = Closure(), list(wanted), set()
     while queue:
         batch = []
