@@ -117,6 +117,7 @@ class OpenAIBackend(Backend):
         self.requests = 0
         self.max_model_len: int | None = None  # the upstream's context window, where /models says it
         self._down: str | None = "not connected yet"
+        self._warned_usage = False
         self._counts = threading.Lock()
         self._stop = threading.Event()
         self._client: httpx.Client | None = None
@@ -177,7 +178,7 @@ class OpenAIBackend(Backend):
         if self.model not in cards:
             return (f"upstream {self.base} does not serve {self.model!r} (it serves {list(cards)}); set "
                     "LLM_UPSTREAM_MODEL to one of them"), True
-        window = cards[self.model].get("max_model_len")  # vLLM and SGLang say it; Ollama does not
+        window = cards[self.model].get("max_model_len")  # vLLM says it; servers that do not: no check here
         self.max_model_len = window if isinstance(window, int) and window > 0 else None
         return None, False
 
@@ -261,7 +262,7 @@ class OpenAIBackend(Backend):
 
     def _events(self, response: httpx.Response, prompt: Prompt, job: Job) -> Iterator[Event]:
         """The upstream's SSE chunks as events; completion tokens from its usage, else counted per chunk."""
-        completion, finish, started = 0, None, False
+        completion, finish, started, usage_seen = 0, None, False, False
         for chunk in self._chunks(response):
             job.step()  # raises JobCancelled once the client went away; `generate` closes the response
             if "error" in chunk:
@@ -274,6 +275,7 @@ class OpenAIBackend(Backend):
             text = (choices[0].get("delta") or {}).get("content") or ""
             finish = choices[0].get("finish_reason") or finish
             if isinstance(usage, dict) and usage.get("completion_tokens") is not None:
+                usage_seen = True
                 prompt.prompt_tokens = int(usage.get("prompt_tokens") or prompt.prompt_tokens)
                 now = int(usage["completion_tokens"])
             else:
@@ -287,6 +289,10 @@ class OpenAIBackend(Backend):
                 yield "text", text, completion
         if finish is None:
             raise RuntimeError("LLM upstream stream ended without a finish_reason")
+        if not usage_seen and not self._warned_usage:
+            self._warned_usage = True
+            log.warning("LLM upstream %s sends no usage (stream_options.include_usage): completion tokens are "
+                        "counted per content chunk and prompt tokens reported as 0", self.base)
         yield "finish", finish if finish in FINISH_REASONS else "stop", completion
 
     def _chunks(self, response: httpx.Response) -> Iterator[dict[str, Any]]:

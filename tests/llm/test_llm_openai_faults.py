@@ -231,6 +231,14 @@ def test_usage_only_at_the_end_is_still_exact_at_the_end(runner, upstream):
     assert ask(runner, False).json()["usage"] == final
 
 
+def test_no_usage_at_all_counts_content_chunks_and_says_so(runner, upstream, caplog):
+    upstream.mode = "no_usage"
+    got = events(ask(runner, True))
+    assert [e["usage"]["completion_tokens"] for e in got] == [1, 2, 3, 4, 4]
+    assert got[-1]["usage"]["prompt_tokens"] == 0 and got[-1]["choices"][0]["finish_reason"] == "stop"
+    assert "sends no usage" in caplog.text
+
+
 def test_upstream_400_is_our_400_before_any_stream_byte(runner, upstream):
     upstream.mode = "400"
     for stream in (True, False):
