@@ -133,6 +133,10 @@ def summary_lines(ctx: Context, done: dict[str, dict], pipelines: list[str], str
                      f"  {f.throughput.units_per_s if f.throughput else 0:14,.1f} {f.throughput.unit}/s  peak {peak}")
     problems = [f"{n}: {d['status']} ({d.get('reason') or d.get('error', '')[:300]})" for n, d in done.items()
                 if d["status"] != "ok"]
+    for d in done.values():  # a test skipped for time in a run that had time (the rehearsal) is a problem too
+        for line in (d.get("result") or {}).get("skipped", []):
+            if "time budget" in line:
+                problems.append(line)
     measured = {f.pipeline for f in ctx.figures}
     problems += [f"results.json lacks {p}" for p in pipelines if p not in measured]
     skipped = [n for n, d in done.items() if d["status"] == "skipped"]

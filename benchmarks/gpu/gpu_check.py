@@ -113,9 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     from check_report import summary_lines, write_results
 
     started = time.monotonic()
-    done = run_sections(ctx, sections, args.scale, on_done=lambda d: write_results(ctx, d, pipelines, started))
-    write_results(ctx, done, pipelines, started)
-    pack(ctx)
+
+    def save(done: dict[str, dict]) -> None:  # after every section: a run cut short keeps what it measured
+        write_results(ctx, done, pipelines, started)
+        pack(ctx)
+
+    watchdog(ctx, budget)
+    done = run_sections(ctx, sections, args.scale, on_done=save)
+    save(done)
+    shutil.rmtree(ctx.details, ignore_errors=True)
     lines, problems = summary_lines(ctx, done, pipelines, strict=args.strict)
     print("\n".join(lines), flush=True)
     if problems and args.strict:
@@ -125,10 +131,26 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def pack(ctx: Context) -> None:
-    """details/ into one details.tar.gz (only 8 files come back from the GPU host), then remove details/."""
-    with tarfile.open(ctx.out / "details.tar.gz", "w:gz") as tar:
+    """The logs and sub-reports into one details.tar.gz in --out (only 8 files come back from the GPU host)."""
+    partial = ctx.out / "details.tar.gz.partial"
+    with tarfile.open(partial, "w:gz") as tar:
         tar.add(ctx.details, arcname="details")
-    shutil.rmtree(ctx.details, ignore_errors=True)
+    partial.replace(ctx.out / "details.tar.gz")
+
+
+def watchdog(ctx: Context, budget: float, grace_s: float = 20.0) -> None:
+    """Past the deadline plus `grace_s` (a section that outran its estimate), exit with what was written after
+    the last finished section, before the device's command limit kills everything (and the output with it)."""
+    import threading
+
+    def fire() -> None:
+        print(f"GPU check: {budget:.0f} s budget passed by {grace_s:.0f} s inside a section; exiting with the "
+              "results of the sections that finished (results.json, results.md, details.tar.gz)", flush=True)
+        os._exit(3)
+
+    timer = threading.Timer(max(1.0, ctx.left() + grace_s), fire)
+    timer.daemon = True
+    timer.start()
 
 
 if __name__ == "__main__":

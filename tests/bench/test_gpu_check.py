@@ -105,7 +105,10 @@ def test_sections_over_the_budget_are_skipped_and_listed_and_a_failure_does_not_
             sections.Section("d", (), {"full": 1, "tiny": 1}, ok)]
     ctx = sections.Context(out=tmp_path, scale="tiny", device="cpu", requests=1, synth_dir=tmp_path / "m",
                            model_dir=tmp_path / "none", deadline=time.monotonic() + 60)
-    done = gpu_check.run_sections(ctx, plan, "tiny")
+    try:
+        done = gpu_check.run_sections(ctx, plan, "tiny")
+    finally:
+        __import__("shutil").rmtree(ctx.details, ignore_errors=True)
     assert calls == ["ok", "boom", "ok"]
     assert [done[n]["status"] for n in "abcd"] == ["ok", "failed", "skipped", "ok"]
     assert "no kernel image" in done["b"]["error"] and "needs ~10000 s" in done["c"]["reason"]
