@@ -44,12 +44,14 @@ if [ "$mode" = gpu ]; then
         echo "no $wheels/pipelines.txt: run 'python benchmarks/gpu/prepare.py' on the development machine and carry $wheels" >&2
         exit 2
     fi
-    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,temperature.gpu --format=csv || true
     started=$(date +%s)
     status=0
     mkdir -p "$out"
-    run_part python3 "$wheels" /tmp/gpu-check-site "$out" --scale full --device cuda:0 ${rest[@]+"${rest[@]}"} \
-        2>&1 | tee "$out/check.log" || status=$?
+    {
+        # The card as found (read only: the check never changes its settings).
+        nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,temperature.gpu --format=csv || true
+        run_part python3 "$wheels" /tmp/gpu-check-site "$out" --scale full --device cuda:0 ${rest[@]+"${rest[@]}"}
+    } 2>&1 | tee "$out/check.log" || status=$?
     echo "check.sh: part $part finished in $(( $(date +%s) - started )) s, exit $status"
     exit "$status"
 fi
