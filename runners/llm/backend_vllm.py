@@ -133,6 +133,9 @@ class VLLMBackend(Backend):
         if not cuda and tp > 1:
             ctx.note(f"TENSOR_PARALLEL_SIZE={tp} ignored on the CPU: one process serves")
             tp = 1
+        if cuda and self.device not in ("cuda", "cuda:0"):
+            ctx.note(f"RUNNER_DEVICE={self.device}: vLLM serves on the first {tp} visible GPU(s); choose them "
+                     "with CUDA_VISIBLE_DEVICES (or the container's --gpus)")
         extra: dict[str, Any] = {}
         if cuda:
             extra["gpu_memory_utilization"] = o.gpu_memory_utilization
