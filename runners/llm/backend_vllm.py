@@ -138,6 +138,7 @@ class VLLMBackend(Backend):
                      "with CUDA_VISIBLE_DEVICES (or the container's --gpus)")
         extra: dict[str, Any] = {}
         if cuda:
+            cache_root(ctx)
             extra["gpu_memory_utilization"] = o.gpu_memory_utilization
             # bf16 where the GPU has it; a quantised checkpoint keeps what vLLM picks for its kernels.
             extra["dtype"] = "bfloat16" if not quant and bf16_supported() else "auto"
@@ -314,6 +315,25 @@ class VLLMBackend(Backend):
         except Exception:  # noqa: BLE001 - closing anyway
             log.exception("vLLM engine shutdown failed")
         self.loop.stop()
+
+
+def cache_root(ctx: LoadContext) -> None:
+    """vLLM's caches (torch.compile artefacts of the model, CUDA-graph-ready) beside the weights, so a restarted
+    container does not compile again: MODEL_DIR/.compile-cache/vllm unless VLLM_CACHE_ROOT is set."""
+    if os.environ.get("VLLM_CACHE_ROOT"):
+        return
+    path = Path(ctx.settings.model_dir) / ".compile-cache" / "vllm"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        writable = os.access(path, os.W_OK | os.X_OK)
+    except OSError:
+        writable = False
+    if writable:
+        os.environ["VLLM_CACHE_ROOT"] = str(path)
+        ctx.report(COMPILE_CACHE=f"vLLM's compile cache in {path}")
+    else:
+        ctx.note("MODEL_DIR is not writable: vLLM's compile cache stays in ~/.cache/vllm, which does not outlive "
+                 "the container (set VLLM_CACHE_ROOT to a writable volume to keep it across restarts)")
 
 
 def bf16_supported() -> bool:
