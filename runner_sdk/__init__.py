@@ -3,6 +3,7 @@
 from . import pipelines, routes, schemas
 from .app import create_app
 from .errors import BadRequest, InsufficientCapacity, JobCancelled, RunnerError
+from .host import NotReady
 from .options import OptionsError, RunnerOptions
 from .pipelines import PIPELINES, Pipeline
 from .routes import Route
@@ -11,7 +12,7 @@ from .settings import RunnerSettings
 from .uploads import UploadedFile
 
 __all__ = [
-    "PIPELINES", "BadRequest", "InsufficientCapacity", "Job", "JobCancelled", "LoadContext", "OptionsError",
-    "Pipeline", "Route", "Runner", "RunnerError", "RunnerOptions", "RunnerSettings", "UploadedFile",
-    "create_app", "pipelines", "routes", "schemas",
+    "PIPELINES", "BadRequest", "InsufficientCapacity", "Job", "JobCancelled", "LoadContext", "NotReady",
+    "OptionsError", "Pipeline", "Route", "Runner", "RunnerError", "RunnerOptions", "RunnerSettings",
+    "UploadedFile", "create_app", "pipelines", "routes", "schemas",
 ]

@@ -180,8 +180,12 @@ class Runner(Generic[RequestT, InputsT]):
 
     # --- health and reporting ---------------------------------------------------------------------
     def healthy(self) -> str | None:
-        """None while the runner can serve; otherwise why not (a dead engine thread, a lost device).
-        A reason turns /health to ERROR for good, and requests are refused with it."""
+        """None while the runner can serve; otherwise why not.
+
+        A plain `str` reason (a dead engine thread, a lost device) turns /health to ERROR for good, and
+        requests are refused with it. A `NotReady(reason)` (an upstream server restarting) is LOADING while it
+        lasts and recovers through IDLE once `healthy()` returns None again (contract 3.1: ERROR gets a
+        managed container destroyed; LOADING only takes the runner out of the pool)."""
         return None
 
     def info(self) -> dict[str, Any]:
