@@ -40,6 +40,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="pipelines this command checks (prepare.py's partN/pipelines.txt); default: all")
     parser.add_argument("--budget-s", type=float, default=None,
                         help="seconds for the whole check (default: 540 s shared by the parts in proportion)")
+    parser.add_argument("--tests-slice-s", type=float, default=200.0,
+                        help="the most the correctness tests may take (each skips itself past it)")
     parser.add_argument("--only", default="", help="comma-separated section names (as listed), e.g. to rerun "
                                                    "what a first run skipped")
     parser.add_argument("--strict", action="store_true",
@@ -107,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     synth = Path(os.environ.get("RUNNER_BENCH_SYNTH_DIR") or f"/tmp/gpu-check-models/{args.scale}")
     ctx = Context(out=args.out, scale=args.scale, device=args.device,
                   requests=args.requests or (3 if args.scale == "full" else 1), synth_dir=synth,
-                  model_dir=Path(os.environ.get("MODEL_DIR", "/models")), deadline=time.monotonic() + budget)
+                  model_dir=Path(os.environ.get("MODEL_DIR", "/models")), deadline=time.monotonic() + budget,
+                  tests_slice_s=args.tests_slice_s)
     print(f"GPU check: {len(sections)} sections for {', '.join(pipelines)}; scale {args.scale}, device "
           f"{args.device}, budget {budget:.0f} s, synthetic weights in {synth}", flush=True)
     from check_report import summary_lines, write_results

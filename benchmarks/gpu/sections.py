@@ -44,6 +44,7 @@ class Context:
     synth_dir: Path
     model_dir: Path
     deadline: float  # time.monotonic() by which the whole check ends
+    tests_slice_s: float = 200.0  # the most the correctness tests may take (see correctness())
     details: Path = field(init=False)
     figures: list = field(default_factory=list)
     raw: list = field(default_factory=list)
@@ -195,16 +196,13 @@ def bench(pipeline: str) -> Callable[[Context], dict]:
     return go
 
 
-# The correctness tests' share of the time left: they start with as little as their section's cost, and each
-# test skips itself once its own cost would pass this slice, so the benchmarks after them keep their time.
-TESTS_SLICE_S = {"full": 200.0, "tiny": 200.0}
-
-
 def correctness(ctx: Context) -> dict:
     """`pytest -m gpu tests/gpu` for the part's pipelines, at the check's scale and device; each test skips
-    itself when its cost would pass the slice's deadline (tests/gpu/conftest.py), so the skips are listed."""
+    itself when its cost would pass the slice's deadline (tests/gpu/conftest.py), so the skips are listed.
+    The slice (--tests-slice-s) bounds them: they start with as little as their section's cost, and the
+    benchmarks after them keep their time."""
     junit = ctx.details / "pytest-gpu.xml"
-    until = time.time() + min(ctx.left() - 5, TESTS_SLICE_S[ctx.scale])
+    until = time.time() + min(ctx.left() - 5, ctx.tests_slice_s)
     os.environ.update({"GPU_CHECK_SCALE": ctx.scale, "GPU_CHECK_DEVICE": ctx.device,
                        "GPU_CHECK_DEADLINE": str(until),
                        "GPU_CHECK_SYNTH_DIR": str(ctx.synth_dir)})
