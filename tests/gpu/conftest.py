@@ -4,7 +4,11 @@ skipped: they run in `make gpu-rehearse`). Inside the check, a test whose pipeli
 part is deselected too, and a test that would pass the check's deadline is skipped with the reason, so the
 check's report lists it.
 
-    @pytest.mark.gpu(cost={"full": 40, "tiny": 5})   # expected seconds, weights' synthesis excluded
+    @pytest.mark.gpu(cost={"full": 40, "tiny": 5}, rank=3)   # expected seconds (weights' synthesis
+                                                              # excluded); lower ranks run first
+
+Order, most valuable first: the runners with targets in the issue (text-to-image, llm, audio-to-text), then
+the LLM in int4 and DEEPCACHE, then the other runners, then SFAST's real compile (minutes on a GPU).
 """
 
 from __future__ import annotations
@@ -21,6 +25,18 @@ def _pipeline(item) -> str | None:
     return marker.kwargs.get("pipeline") if marker else None
 
 
+FIRST = {"text-to-image": 0, "llm": 1, "audio-to-text": 2}  # a runner test's rank by its pipeline; others 10
+
+
+def _rank(item) -> int:
+    marker = item.get_closest_marker("gpu")
+    if marker is None:
+        return 0
+    if "rank" in marker.kwargs:
+        return marker.kwargs["rank"]
+    return FIRST.get(_pipeline(item), 10)
+
+
 def pytest_collection_modifyitems(config, items):
     keep, drop = [], []
     for item in items:
@@ -32,7 +48,7 @@ def pytest_collection_modifyitems(config, items):
             keep.append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
-        items[:] = keep
+    items[:] = sorted(keep, key=_rank)  # stable: the files' order within a rank
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ from gpu.gpu_support import CUDA, SCALE, SYNTH_DIR, finite_outputs, info, send, 
 LLM_FULL_BF16_BYTES = 16.06e9  # Llama 3.1 8B's weights in bf16
 
 
-@pytest.mark.gpu(cost={"full": 60, "tiny": 8}, pipeline="llm")
+@pytest.mark.gpu(cost={"full": 60, "tiny": 8}, pipeline="llm", rank=3)
 def test_llm_int4_serves_in_a_fraction_of_the_memory():
     with served("llm", env={"QUANTIZE": "int4"}) as srv:
         facts = info(srv)
@@ -31,7 +31,7 @@ def test_llm_int4_serves_in_a_fraction_of_the_memory():
             assert facts["vram"]["warm"]["torch_allocated"] < 0.5 * LLM_FULL_BF16_BYTES, facts["vram"]
 
 
-@pytest.mark.gpu(cost={"full": 120, "tiny": 30}, pipeline="llm")
+@pytest.mark.gpu(cost={"full": 120, "tiny": 30}, pipeline="llm", rank=50)
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed here")
 def test_llm_on_vllm_when_present():
     with served("llm", env={"LLM_BACKEND": "vllm"}) as srv:
@@ -40,7 +40,7 @@ def test_llm_on_vllm_when_present():
         assert r.json()["usage"]["completion_tokens"] > 0
 
 
-@pytest.mark.gpu(cost={"full": 60, "tiny": 10}, pipeline="text-to-image")
+@pytest.mark.gpu(cost={"full": 60, "tiny": 10}, pipeline="text-to-image", rank=4)
 def test_deepcache_on_a_generic_sdxl():
     from runner_sdk.resolve import resolve_snapshot
 
@@ -62,7 +62,7 @@ def test_deepcache_on_a_generic_sdxl():
         assert not watch.bad, watch.bad
 
 
-@pytest.mark.gpu(cost={"full": 240, "tiny": 10}, pipeline="text-to-image")
+@pytest.mark.gpu(cost={"full": 240, "tiny": 10}, pipeline="text-to-image", rank=99)
 def test_sfast_falls_back_to_torch_compile(monkeypatch):
     from runners.text_to_image import optimise
 
@@ -75,8 +75,8 @@ def test_sfast_falls_back_to_torch_compile(monkeypatch):
         applied = info(srv)["optimisations_applied"]
         if not optimise.stable_fast_available():
             assert applied["SFAST"].startswith("torch.compile (stable-fast not installed)"), applied
-        with finite_outputs() as watch:
-            r = send(srv, "text-to-image")
+        # No forward hooks here: a global hook added after compilation would make dynamo guard or recompile.
+        r = send(srv, "text-to-image")
         assert r.status_code == 200, r.text[:500]
-        assert not watch.bad, watch.bad
+        assert r.json()["images"] and not any(image.get("nsfw") is None for image in r.json()["images"])
     assert CUDA or compiled == ["UNet2DConditionModel", "Decoder"]
