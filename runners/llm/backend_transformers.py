@@ -83,6 +83,9 @@ class TransformersBackend(Backend):
         self.eos_ids = eos_ids(self.model, self.tokenizer)
         self.max_chunk_tokens = o.llm_max_chunk_tokens
         self.engine = self._make_engine(ctx)
+        if self.engine.cpu_threads is not None:
+            ctx.report(CPU_THREADS=f"{self.engine.cpu_threads} intra-op thread(s) for the engine, one core left to "
+                                   "the serving threads (OMP_NUM_THREADS overrides)")
         if s.capacity > 1:
             ctx.report(BATCHING=f"step-level batching of up to {s.capacity} sequences")
 
@@ -146,11 +149,15 @@ class TransformersBackend(Backend):
                         yield "text", "".join(pieces), completion
                     yield "finish", value, completion
                     return
-                elif kind == "error":
-                    if isinstance(value, NonFiniteOutput):
-                        integrity_of(self.runner).failed("logits")
-                    raise value
                 else:
+                    # Tokens merged before the failure are still sent, so the stream starts (a 200 with the
+                    # error chunk) exactly when it would have had the job thread read each token on its own.
+                    if pieces:
+                        yield "text", "".join(pieces), completion
+                    if kind == "error":
+                        if isinstance(value, NonFiniteOutput):
+                            integrity_of(self.runner).failed("logits")
+                        raise value
                     raise JobCancelled()
             yield "text", "".join(pieces), completion
 
@@ -174,7 +181,8 @@ class TransformersBackend(Backend):
         if engine is None:
             return {}
         return dict(max_batch=engine.max_batch, active=engine.batch_size, max_batch_seen=engine.max_batch_seen,
-                    tokens_generated=engine.tokens_generated, decode_steps=engine.decode_steps)
+                    tokens_generated=engine.tokens_generated, decode_steps=engine.decode_steps,
+                    cpu_threads=engine.cpu_threads)
 
     def close(self) -> None:
         engine = getattr(self, "engine", None)

@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
+import os
 import queue
 import secrets
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from transformers import DynamicCache
@@ -32,7 +35,7 @@ from runner_sdk import Job
 from runner_sdk.errors import JobCancelled, is_out_of_memory
 from runner_sdk.integrity import NonFiniteOutput
 
-from .sampling import NONFINITE, SamplingParams, choose_tokens
+from .sampling import NONFINITE, SamplingParams, choose_tokens_tensor
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,40 @@ def cache_keyword(model) -> str:
         f"{transformers.__version__}); the LLM engine needs transformers{SUPPORTED_TRANSFORMERS}")
 
 
+def available_cores() -> int:
+    """CPUs this process may run on: its affinity mask, capped by a cgroup v2 CPU quota (a container's
+    `--cpus`), which torch's default thread count does not see."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
+
+
+def engine_cpu_threads() -> int | None:
+    """Intra-op threads of the engine's forward passes on the CPU: one core fewer than the process may use
+    (at least one), never more than torch would use; None (torch's own setting) when the operator chose with
+    OMP_NUM_THREADS or MKL_NUM_THREADS.
+
+    Why: every parallel region ends at a barrier that waits for its slowest thread, and a decode step runs
+    hundreds of small regions. With one OpenMP thread per core, any other runnable thread (this runner's
+    event loop and job thread, woken for every streamed token, or another process) takes a core from one
+    worker and the whole step waits for it to be scheduled again. Measured on 2 cores, SmolLM2-135M fp32,
+    load average 4-5 from other processes: 128-token prefill 0.6 s on 1 thread vs 10 s on 2; one-stream
+    decode 10 tokens/s vs 2.5; served over HTTP, 2 threads fell to 0.14x one-thread `generate`. On a quiet
+    machine the second thread gained nothing for one stream (25.2 vs 25.6 tokens/s).
+    """
+    if os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS"):
+        return None
+    return max(1, min(torch.get_num_threads(), available_cores() - 1))
+
+
 @dataclass(eq=False)
 class Sequence:
     prompt_ids: list[int]
@@ -73,7 +110,7 @@ class Sequence:
     job: Job
     events: queue.Queue = field(default_factory=queue.Queue)
     generated: list[int] = field(default_factory=list)
-    generator: torch.Generator | None = None
+    generator: torch.Generator | None = None  # only a seeded request has its own (sampling.py)
 
 
 class Engine:
@@ -93,6 +130,11 @@ class Engine:
         self.mask: torch.Tensor | None = None  # (batch, cached length): 1 for real tokens, 0 for left padding
         self.positions: torch.Tensor | None = None  # (batch,): position id of each row's next input token
         self.last: list[int] = []  # each row's newest token, not yet in the cache
+        self.next_ids: torch.Tensor | None = None  # the same tokens on the device: the next step's input
+        # Unseeded rows all draw from this one generator, in one call per step (sampling.py).
+        self.shared = torch.Generator(device=self.device)
+        self.shared.manual_seed(secrets.randbits(63))
+        self.cpu_threads = engine_cpu_threads() if self.device.type == "cpu" else None
         self.padded = False  # whether any row has left padding (checked when the batch changes)
         self._closed = False
         self.thread = threading.Thread(target=self._run, name="llm-engine", daemon=True)
@@ -103,8 +145,10 @@ class Engine:
         return self
 
     def submit(self, prompt_ids: list[int], max_new_tokens: int, params: SamplingParams, job: Job) -> Sequence:
-        gen = torch.Generator(device=self.device)
-        gen.manual_seed(params.seed if params.seed is not None else secrets.randbits(63))
+        gen = None
+        if params.seed is not None and not params.greedy:
+            gen = torch.Generator(device=self.device)
+            gen.manual_seed(params.seed)
         seq = Sequence(prompt_ids, max_new_tokens, params, job, generator=gen)
         self.incoming.put(seq)
         return seq
@@ -119,6 +163,9 @@ class Engine:
 
     # --- the loop ---------------------------------------------------------------------------------
     def _run(self) -> None:
+        if self.cpu_threads is not None:
+            # Per thread for OpenMP and MKL: this thread runs every forward pass.
+            torch.set_num_threads(self.cpu_threads)
         with torch.inference_mode():
             while not self._closed:
                 try:
@@ -150,13 +197,14 @@ class Engine:
             cache = DynamicCache(config=self.model.config)
             ids = torch.tensor([seq.prompt_ids], dtype=torch.long, device=self.device)
             out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **{self.cache_kw: cache})
-            token = choose_tokens(out.logits[:, -1], [seq.params], [seq.generator])[0]
+            chosen = self._choose(out.logits[:, -1], [seq])
+            token = chosen.tolist()[0]
         except Exception as exc:  # noqa: BLE001 - this request fails; the batch goes on
             self._fail([seq], exc)
             return
         if self._emit(seq, token):
             try:
-                self._join(seq, cache, token)
+                self._join(seq, cache, chosen)
             except Exception as exc:  # noqa: BLE001 - the batch may be half-updated: fail it all
                 failed = [*self.active, seq]
                 self._reset()
@@ -189,15 +237,18 @@ class Engine:
     def _forward_step(self) -> list[int]:
         """One decode step over the batch: feed each row's last token, return each row's next token."""
         mask = torch.cat([self.mask, self.mask.new_ones(len(self.active), 1)], dim=1)
-        ids = torch.tensor(self.last, dtype=torch.long, device=self.device)[:, None]
+        # The input ids stay on the device from the last step's choice (no host-to-device copy per step).
         # Without padding the mask is all ones: leaving it out lets attention take its unmasked fast path.
-        out = self.model(input_ids=ids, attention_mask=mask if self.padded else None,
+        out = self.model(input_ids=self.next_ids[:, None], attention_mask=mask if self.padded else None,
                          position_ids=self.positions[:, None], use_cache=True, **{self.cache_kw: self.cache})
-        tokens = choose_tokens(out.logits[:, -1], [s.params for s in self.active],
-                               [s.generator for s in self.active])
+        chosen = self._choose(out.logits[:, -1], self.active)
         self.mask = mask
         self.positions = self.positions + 1
-        return tokens
+        self.next_ids = chosen
+        return chosen.tolist()  # the step's one host sync: tokens are streamed and checked for end ids
+
+    def _choose(self, logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
+        return choose_tokens_tensor(logits, [s.params for s in seqs], [s.generator for s in seqs], self.shared)
 
     # --- per token --------------------------------------------------------------------------------
     def _emit(self, seq: Sequence, token: int) -> bool:
@@ -230,12 +281,13 @@ class Engine:
             seq.events.put(("error", exc))
 
     # --- batch bookkeeping ------------------------------------------------------------------------
-    def _join(self, seq: Sequence, cache: DynamicCache, token: int) -> None:
+    def _join(self, seq: Sequence, cache: DynamicCache, chosen: torch.Tensor) -> None:
+        """Add a prefilled sequence (its cache, and its first token `chosen` (1,) on the device) to the batch."""
         length = len(seq.prompt_ids)
         ones = torch.ones(1, length, dtype=torch.long, device=self.device)
         position = torch.tensor([length], dtype=torch.long, device=self.device)
         if not self.active:
-            self.cache, self.mask, self.positions = cache, ones, position
+            self.cache, self.mask, self.positions, self.next_ids = cache, ones, position, chosen
         else:
             width = max(self.mask.shape[1], length)
             for mine, theirs in zip(self.cache.layers, cache.layers, strict=True):
@@ -243,8 +295,9 @@ class Engine:
                 mine.values = torch.cat([_pad_left(mine.values, width), _pad_left(theirs.values, width)], dim=0)
             self.mask = torch.cat([_pad_left(self.mask, width), _pad_left(ones, width)], dim=0)
             self.positions = torch.cat([self.positions, position])
+            self.next_ids = torch.cat([self.next_ids, chosen])
         self.active.append(seq)
-        self.last.append(token)
+        self.last.append(seq.generated[-1])
         self.padded = not bool(self.mask.all())
         self.max_batch_seen = max(self.max_batch_seen, len(self.active))
 
@@ -262,12 +315,13 @@ class Engine:
         self.mask = mask[:, start:]
         self.padded = not bool(self.mask.all())
         self.positions = self.positions.index_select(0, index)
+        self.next_ids = self.next_ids.index_select(0, index)
         self.active = [self.active[i] for i in rows]
         self.last = [self.last[i] for i in rows]
 
     def _reset(self) -> None:
         self.active, self.last = [], []
-        self.cache = self.mask = self.positions = None
+        self.cache = self.mask = self.positions = self.next_ids = None
 
 
 def _pad_left(t: torch.Tensor, width: int) -> torch.Tensor:

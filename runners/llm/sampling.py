@@ -1,6 +1,12 @@
-"""Next-token choice per sequence: greedy at temperature 0, otherwise temperature, top-k (-1 off) and
-top-p (nucleus) sampling with the sequence's own generator, so a seeded request draws the same tokens
-whatever else shares its batch."""
+"""Next-token choice for a batch of sequences: greedy at temperature 0, otherwise temperature, top-k (-1 off)
+and top-p (nucleus) sampling.
+
+Every row is filtered in one batched pass (one sort for the whole batch, per-row temperature, k and p as
+tensors), so the cost of a step does not grow with a Python loop over rows. Rows that asked for a `seed`
+draw from their own generator, one `multinomial` call each, so a seeded request gets the same tokens whatever
+else shares its batch; all unseeded rows draw together in one call from the engine's generator. The result
+crosses to the host once per step (the engine needs the token ids to stream them and to see end ids).
+"""
 
 from __future__ import annotations
 
@@ -25,18 +31,34 @@ class SamplingParams:
 
 def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
     """Scaled, top-k and top-p filtered logits of one row (vocab,), -inf where a token is excluded."""
-    logits = logits.float() / params.temperature
-    if params.top_k > 0 and params.top_k < logits.shape[-1]:
-        kth = torch.topk(logits, params.top_k).values[-1]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if params.top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True)
+    return filter_rows(logits[None], [params])[0]
+
+
+def filter_rows(logits: torch.Tensor, params: list[SamplingParams]) -> torch.Tensor:
+    """`filter_logits` for every row of `logits` (rows, vocab) at once, each row with its own parameters."""
+    rows, vocab = logits.shape
+    dev = logits.device
+    temperature = torch.tensor([p.temperature for p in params], dtype=torch.float32, device=dev)
+    logits = logits.float() / temperature[:, None]
+    ks = [p.top_k if 0 < p.top_k < vocab else vocab for p in params]
+    top_ps = [p.top_p for p in params]
+    if min(ks) >= vocab and min(top_ps) >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    neg_inf = torch.tensor(float("-inf"), device=dev)
+    if min(ks) < vocab:
+        # The k-th largest value of each row is its threshold (ties with it stay, as with topk).
+        kth = sorted_logits.gather(1, torch.tensor(ks, device=dev)[:, None] - 1)
+        logits = torch.where(logits < kth, neg_inf, logits)
+        sorted_logits = torch.where(sorted_logits < kth, neg_inf, sorted_logits)
+    if min(top_ps) < 1.0:
         probs = torch.softmax(sorted_logits, dim=-1)
         # Keep the smallest set holding top_p of the mass: drop a token once the tokens before it reach
-        # top_p. The first always stays.
-        drop = (torch.cumsum(probs, dim=-1) - probs) >= params.top_p
-        drop[0] = False
-        logits = logits.masked_fill(drop.scatter(0, order, drop), float("-inf"))
+        # top_p. The first always stays; rows with top_p == 1 drop nothing.
+        p = torch.tensor(top_ps, dtype=torch.float32, device=dev)[:, None]
+        drop = ((torch.cumsum(probs, dim=-1) - probs) >= p) & (p < 1.0)
+        drop[:, 0] = False
+        logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
     return logits
 
 
@@ -44,18 +66,43 @@ NONFINITE = -1  # the "token" of a row whose logits hold NaN or +Infinity (or no
 
 
 def choose_tokens(logits: torch.Tensor, params: list[SamplingParams],
-                  generators: list[torch.Generator | None]) -> list[int]:
-    """One next token per row of `logits` (batch, vocab), with one host sync for the whole batch when every
-    row is greedy. A row whose logits are not usable (NaN, +Infinity, or all -Infinity) gets `NONFINITE`
-    instead of a token: argmax would pick an arbitrary id and sampling would raise for the whole batch.
+                  generators: list[torch.Generator | None], shared: torch.Generator | None = None) -> list[int]:
+    """One next token per row of `logits` (batch, vocab), with a single host sync for the whole batch.
+
+    Args:
+        logits: the step's last-position logits, one row per sequence.
+        params: each row's sampling parameters.
+        generators: each row's own generator (seeded requests), or None: the row draws from `shared`.
+        shared: the generator of every row without its own (None: torch's default generator).
+
+    Returns:
+        A token id per row; `NONFINITE` for a row whose logits are not usable (NaN, +Infinity, or all
+        -Infinity): argmax would pick an arbitrary id and sampling would raise for the whole batch.
     """
+    return choose_tokens_tensor(logits, params, generators, shared).tolist()
+
+
+def choose_tokens_tensor(logits: torch.Tensor, params: list[SamplingParams],
+                         generators: list[torch.Generator | None],
+                         shared: torch.Generator | None = None) -> torch.Tensor:
+    """`choose_tokens` left on the logits' device (rows,), so a caller can feed it back without a round trip."""
     bad = torch.isnan(logits).any(dim=-1) | torch.isposinf(logits).any(dim=-1) | torch.isneginf(logits).all(dim=-1)
-    chosen = torch.where(bad, NONFINITE, torch.argmax(logits, dim=-1))
-    if all(p.greedy for p in params):
-        return chosen.tolist()
-    bad_rows = bad.tolist()
-    for row, (p, gen) in enumerate(zip(params, generators, strict=True)):
-        if not p.greedy and not bad_rows[row]:
-            probs = torch.softmax(filter_logits(logits[row], p), dim=-1)
-            chosen[row] = torch.multinomial(probs, 1, generator=gen)[0]
-    return chosen.tolist()
+    chosen = torch.argmax(logits, dim=-1)
+    sampled = [i for i, p in enumerate(params) if not p.greedy]
+    if sampled:
+        index = torch.tensor(sampled, device=logits.device)
+        rows = logits.index_select(0, index)
+        # An unusable row would make multinomial raise for every row: it samples from zeros instead (its
+        # token is replaced by NONFINITE below), so no host sync is needed to find it first.
+        rows = torch.where(bad.index_select(0, index)[:, None], torch.zeros_like(rows), rows)
+        probs = torch.softmax(filter_rows(rows, [params[i] for i in sampled]), dim=-1)
+        draws = torch.empty(len(sampled), dtype=torch.long, device=logits.device)
+        own = [j for j, i in enumerate(sampled) if generators[i] is not None]
+        for j in own:
+            draws[j] = torch.multinomial(probs[j], 1, generator=generators[sampled[j]])[0]
+        if len(own) < len(sampled):
+            rest = torch.tensor([j for j in range(len(sampled)) if generators[sampled[j]] is None],
+                                device=logits.device)
+            draws.index_copy_(0, rest, torch.multinomial(probs.index_select(0, rest), 1, generator=shared)[:, 0])
+        chosen = chosen.index_copy(0, index, draws)
+    return torch.where(bad, NONFINITE, chosen)

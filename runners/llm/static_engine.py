@@ -19,7 +19,6 @@ import torch
 from transformers import DynamicCache, StaticCache
 
 from .engine import Engine, Sequence
-from .sampling import choose_tokens
 
 
 class StaticEngine(Engine):
@@ -66,7 +65,7 @@ class StaticEngine(Engine):
             self.smask[:, w + offset:].zero_()
             self._set_width(w + offset)
 
-    def _join(self, seq: Sequence, cache: DynamicCache, token: int) -> None:
+    def _join(self, seq: Sequence, cache: DynamicCache, chosen: torch.Tensor) -> None:
         length = len(seq.prompt_ids)
         if not self.active:
             self.smask.zero_()
@@ -81,7 +80,7 @@ class StaticEngine(Engine):
         self.smask[slot].zero_()
         self.smask[slot, start:self.width] = 1
         self.active.append(seq)
-        self.last.append(token)
+        self.last.append(seq.generated[-1])
         self.slot_of.append(slot)
         self.pos.append(length)
         self.max_batch_seen = max(self.max_batch_seen, len(self.active))
@@ -109,13 +108,16 @@ class StaticEngine(Engine):
         pos = [0] * self.max_batch
         for slot, token, position in zip(self.slot_of, self.last, self.pos, strict=True):
             ids[slot], pos[slot] = token, position
+        # One host-to-device copy for the step's inputs (ids, positions, the active slots), made before any
+        # kernel of the step is queued, so it never waits for the device.
+        inputs = torch.tensor([ids, pos, self.slot_of + [0] * (self.max_batch - len(self.slot_of))],
+                              device=self.device)
         self.smask[:, self.width] = 1  # the column this step writes (free rows too: never a fully masked row)
-        out = (self.forward or self.model)(input_ids=torch.tensor(ids, device=self.device)[:, None],
-                                           attention_mask=self.smask,
-                                           position_ids=torch.tensor(pos, device=self.device)[:, None],
+        out = (self.forward or self.model)(input_ids=inputs[0, :, None], attention_mask=self.smask,
+                                           position_ids=inputs[1, :, None],
                                            use_cache=True, **{self.cache_kw: self.static})
         self.width += 1  # the cache advanced its own cumulative_length inside the forward
-        logits = out.logits[:, -1].index_select(0, torch.tensor(self.slot_of, device=self.device))
-        tokens = choose_tokens(logits, [s.params for s in self.active], [s.generator for s in self.active])
+        logits = out.logits[:, -1].index_select(0, inputs[2, :len(self.slot_of)])
+        tokens = self._choose(logits, self.active).tolist()
         self.pos = [p + 1 for p in self.pos]
         return tokens

@@ -280,3 +280,28 @@ def test_a_failure_in_batch_bookkeeping_fails_those_requests_and_the_engine_goes
     assert engine.thread.is_alive() and engine.batch_size == 0
     ok = httpx.post(flaky_server.url + "/llm", json={"messages": QUESTION, "max_tokens": 5}, timeout=60)
     assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 5
+
+
+def test_tokens_queued_before_a_failure_are_sent_before_it(tokenizer):
+    """The job thread merges what the engine already queued: tokens that precede an error still go out first
+    (so a failure after the first token is always the error chunk after a 200, never a 500 JSON)."""
+    import queue
+    import types
+
+    from runner_sdk import Job
+    from runners.llm.backend_transformers import TransformersBackend
+    from runners.llm.engine import Sequence
+    from runners.llm.sampling import SamplingParams
+
+    backend = object.__new__(TransformersBackend)
+    backend.tokenizer, backend.max_chunk_tokens = tokenizer, 16
+    backend.engine = types.SimpleNamespace(thread=types.SimpleNamespace(is_alive=lambda: True))
+    seq = Sequence([1], 8, SamplingParams(), Job(), events=queue.Queue())
+    ids = tokenizer(" Paris", add_special_tokens=False)["input_ids"]
+    for token in ids:
+        seq.events.put(("token", token))
+    seq.events.put(("error", RuntimeError("engine failed")))
+    events = backend._events(seq)
+    assert next(events) == ("text", " Paris", len(ids))
+    with pytest.raises(RuntimeError, match="engine failed"):
+        next(events)
