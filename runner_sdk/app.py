@@ -48,7 +48,7 @@ def create_app(runner_cls: type[Runner], settings: RunnerSettings, preflight_err
     async def lifespan(app: FastAPI):
         host.start()
         yield
-        host.executor.shutdown(wait=False, cancel_futures=True)
+        host.stop()
 
     app = FastAPI(title="Livepeer AI Runner", description=f"{settings.pipeline} runner for {settings.model_id}",
                   version=settings.version, lifespan=lifespan, docs_url=None, redoc_url=None)

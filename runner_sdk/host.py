@@ -83,6 +83,7 @@ class RunnerHost:
     def _load(self) -> None:
         timer = PhaseTimer()
         s = self.settings
+        runner = None
         try:
             with timer.phase("init"):  # importing torch and opening the device are part of a cold start
                 self.device = select_device(s.device)
@@ -100,11 +101,26 @@ class RunnerHost:
         except BaseException as exc:  # noqa: BLE001 - any load failure is an ERROR state, never a crash loop
             self.state.fail(f"{type(exc).__name__}: {exc}")
             log.exception("loading failed: %s", self.state.error)
+            if runner is not None:  # what setup started (an engine process, a poller) goes with it
+                self._close(runner)
             if self.device:
                 free_cuda_cache(self.device)
         finally:
             assert self._loop is not None
             self._loop.call_soon_threadsafe(self._after_load)
+
+    def stop(self) -> None:
+        """At server shutdown: no new jobs, then the runner's `close()` (engines, pollers, child processes)."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.runner is not None:
+            self._close(self.runner)
+
+    @staticmethod
+    def _close(runner: Runner) -> None:
+        try:
+            runner.close()
+        except Exception:  # noqa: BLE001 - shutting down anyway; say what failed
+            log.exception("closing the runner failed")
 
     def _record_load(self, timer: PhaseTimer) -> None:
         """Cold load by phase and warm VRAM, into the load report and /metrics."""

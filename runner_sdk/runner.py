@@ -149,6 +149,10 @@ class Runner(Generic[RequestT, InputsT]):
     def warmup(self) -> None:
         """Run once after setup, before /health says ready, so the first real request is not slower."""
 
+    def close(self) -> None:
+        """At server shutdown (and after a failed setup): stop what `setup` started that outlives a request
+        (engine threads or processes, pollers). The default does nothing."""
+
     # --- per request ------------------------------------------------------------------------------
     def decode(self, request: RequestT) -> InputsT:
         """Turn a validated request into what `predict` consumes; cheap work only (no inference).

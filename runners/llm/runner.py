@@ -105,6 +105,11 @@ class LLMRunner(Runner[LLMRequest, Prompt]):
     def warmup(self) -> None:
         self.backend.warmup()
 
+    def close(self) -> None:
+        backend = getattr(self, "backend", None)
+        if backend is not None:
+            backend.close()
+
     # The transformers backend's engine and model (tests and benchmarks reach them through the runner).
     @property
     def engine(self):

@@ -171,3 +171,36 @@ def test_import_weights_copies_under_a_hub_id(tmp_path, capsys):
     assert "MODEL_ID=acme/espcn-x2" in capsys.readouterr().out
     _one_line_exit_2(capsys, ["import-weights", str(src), "--model-id", "espcn", "--model-dir", str(models)],
                      "--model-id", "org/name")
+
+
+class _Closing(Runner):
+    """Records `close()`; with `fail=True` its setup fails after starting something."""
+
+    route = routes.TEXT_TO_IMAGE
+    closed: list[str] = []
+    fail = False
+
+    def setup(self, ctx):
+        if self.fail:
+            raise RuntimeError("setup failed half way")
+
+    def close(self):
+        self.closed.append("closed")
+
+
+def test_runner_close_runs_at_shutdown_and_after_a_failed_setup():
+    _Closing.closed = []
+    with RunningServer(_Closing, settings_for(_Closing)) as srv:
+        assert httpx.get(srv.url + "/health").json()["status"] == "IDLE"
+        assert _Closing.closed == []
+    assert _Closing.closed == ["closed"]  # uvicorn's lifespan shutdown
+
+    class Failing(_Closing):
+        fail = True
+
+    _Closing.closed = []
+    with RunningServer(Failing, settings_for(Failing)) as srv:
+        health = httpx.get(srv.url + "/health").json()
+        assert health["status"] == "ERROR" and "half way" in health["error"]
+        assert _Closing.closed == ["closed"]  # at once, not only at shutdown
+    assert _Closing.closed == ["closed"]  # and not twice
