@@ -10,8 +10,10 @@
 # budget. Results go to $OUT when set (the device tool brings them back), else ./gpu-out.
 #
 # --rehearse: the same steps on this machine's CPU at tiny scale, in a FRESH venv holding only what the GPU
-# host has (torch, transformers, ... at constraints.txt's pins: prepare.py's host-needs.txt) plus the wheels
-# prepare.py carries, downloaded for this machine's Python. Every part runs, with --strict: any missing
+# host has (torch, transformers, ... at constraints.txt's pins: prepare.py's host-needs.txt; with
+# REHEARSE_HOST_VERSIONS=1 the host's own transformers 5.17 and huggingface_hub 1.33, host-versions.txt; any
+# package the host lacks removed again) plus the wheels prepare.py carries, downloaded for this machine's
+# Python. Every part runs, with --strict: any missing
 # package, failed or skipped section, or pipeline absent from results.json fails it (exit 1).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -71,6 +73,19 @@ rm -rf "$root/venv"
 "$python" -m venv "$root/venv"
 grep -v '^torch$' "$root/whl/host-needs.txt" > "$root/host-needs.txt"
 "$root/venv/bin/python" -m pip install -q torch==2.13.0 -c constraints.txt -r "$root/host-needs.txt"
+if [ -n "${REHEARSE_HOST_VERSIONS:-}" ]; then  # the host's own transformers/hub versions instead
+    "$root/venv/bin/python" -m pip install -q -r benchmarks/gpu/host-versions.txt
+fi
+# Whatever those packages pulled in that the host does not have (typer's pydantic, say) goes again: only the
+# carried wheels may provide it, as on the host.
+"$root/venv/bin/python" - benchmarks/gpu/host-packages.txt <<'PY' | xargs -r "$root/venv/bin/python" -m pip uninstall -q -y
+import re, sys
+from importlib.metadata import distributions
+norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()
+host = {norm(l.strip()) for l in open(sys.argv[1]) if l.strip() and not l.startswith("#")} | {"pip", "setuptools"}
+print("\n".join(sorted({norm(d.metadata["Name"]) for d in distributions()} - host)))
+PY
+"$root/venv/bin/python" -m pip list --format=freeze > "$root/venv-packages.txt"
 echo "rehearsal: venv ready in $(( $(date +%s) - started )) s"
 # 3. Every part as the GPU host would run it, tiny scale on the CPU, strict.
 status=0
