@@ -164,8 +164,7 @@ class Engine:
     # --- the loop ---------------------------------------------------------------------------------
     def _run(self) -> None:
         if self.cpu_threads is not None:
-            # Per thread for OpenMP and MKL: this thread runs every forward pass.
-            torch.set_num_threads(self.cpu_threads)
+            self._set_threads(self.cpu_threads)
         with torch.inference_mode():
             while not self._closed:
                 try:
@@ -177,6 +176,18 @@ class Engine:
                     failed = list(self.active)
                     self._reset()
                     self._fail(failed, exc)
+
+    @staticmethod
+    def _set_threads(count: int) -> None:
+        """This thread's intra-op thread count (OpenMP's and MKL's are per thread; this one runs every forward
+        pass). torch.set_num_threads also sets the count that threads started later begin with: it is given
+        back from a throwaway thread, so other threads of the process (other runners in a test session) keep
+        theirs."""
+        before = torch.get_num_threads()  # also settles this thread's own count before the change
+        torch.set_num_threads(count)
+        restore = threading.Thread(target=torch.set_num_threads, args=(before,), name="llm-threads")
+        restore.start()
+        restore.join()
 
     def _admit(self) -> None:
         """Prefill waiting sequences into free rows; block only when there is nothing to decode."""

@@ -114,3 +114,24 @@ def test_available_cores_reads_the_cgroup_quota(monkeypatch, tmp_path, quota, ex
     real_path = engine_mod.Path
     monkeypatch.setattr(engine_mod, "Path", lambda p: cpu_max if p == "/sys/fs/cgroup/cpu.max" else real_path(p))
     assert engine_mod.available_cores() == expected
+
+
+def test_engine_thread_count_stays_in_the_engine_thread():
+    import threading
+
+    from runners.llm.engine import Engine
+
+    seen = {}
+    before = torch.get_num_threads()
+
+    def engine_thread():
+        Engine._set_threads(1)
+        seen["engine"] = torch.get_num_threads()
+
+    t = threading.Thread(target=engine_thread)
+    t.start()
+    t.join()
+    later = threading.Thread(target=lambda: seen.update(later=torch.get_num_threads()))
+    later.start()
+    later.join()
+    assert seen == {"engine": 1, "later": before} and torch.get_num_threads() == before
