@@ -10,10 +10,9 @@
 # budget. Results go to $OUT when set (the device tool brings them back), else ./gpu-out.
 #
 # --rehearse: the same steps on this machine's CPU at tiny scale, in a FRESH venv holding only what the GPU
-# host has (torch, transformers, ... at constraints.txt's pins: prepare.py's host-needs.txt; with
-# REHEARSE_HOST_VERSIONS=1 the host's own transformers 5.17 and huggingface_hub 1.33, host-versions.txt; any
-# package the host lacks removed again) plus the wheels prepare.py carries, downloaded for this machine's
-# Python. Every part runs, with --strict: any missing
+# host has (torch 2.13.0 CPU; the host packages the check relies on, prepare.py's host-needs.txt, at
+# constraints.txt's pins, then the host's own transformers 5.17 / huggingface_hub 1.33 over them; any package
+# the host lacks removed again) plus the wheels prepare.py carries, downloaded for this machine's Python. Every part runs, with --strict: any missing
 # package, failed or skipped section, or pipeline absent from results.json fails it (exit 1).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -69,22 +68,22 @@ prep_py=python3
 "$prep_py" benchmarks/gpu/prepare.py --python "$pyver" --dest "$root/whl"
 # 2. A fresh venv with only the host's packages: torch pinned (an unpinned one would pull a multi-GB CUDA
 #    build) and the rest at constraints.txt's pins; nothing of this project installed.
-rm -rf "$root/venv"
+rm -rf "$root/venv" "$root/models"  # synthetic weights too: each rehearsal writes its own
 "$python" -m venv "$root/venv"
 grep -v '^torch$' "$root/whl/host-needs.txt" > "$root/host-needs.txt"
 "$root/venv/bin/python" -m pip install -q torch==2.13.0 -c constraints.txt -r "$root/host-needs.txt"
-if [ -n "${REHEARSE_HOST_VERSIONS:-}" ]; then  # the host's own transformers/hub versions instead
+# The host's own transformers 5.17 / huggingface_hub 1.33 / tokenizers 0.23.2 (host-versions.txt) unless
+# REHEARSE_VERSIONS=constraints; then whatever the host lacks goes again (typer pulls in pydantic, say), so
+# only the carried wheels can provide it, as on the host. With constraints.txt's versions only what the
+# carried wheels provide goes (huggingface_hub 2.4 needs httpx2, which the host's 1.33 does not).
+if [ "${REHEARSE_VERSIONS:-host}" = host ]; then
     "$root/venv/bin/python" -m pip install -q -r benchmarks/gpu/host-versions.txt
+    prune=()
+else
+    prune=(--carried "$root/whl/all")
 fi
-# Whatever those packages pulled in that the host does not have (typer's pydantic, say) goes again: only the
-# carried wheels may provide it, as on the host.
-"$root/venv/bin/python" - benchmarks/gpu/host-packages.txt <<'PY' | xargs -r "$root/venv/bin/python" -m pip uninstall -q -y
-import re, sys
-from importlib.metadata import distributions
-norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()
-host = {norm(l.strip()) for l in open(sys.argv[1]) if l.strip() and not l.startswith("#")} | {"pip", "setuptools"}
-print("\n".join(sorted({norm(d.metadata["Name"]) for d in distributions()} - host)))
-PY
+"$root/venv/bin/python" benchmarks/gpu/prune_venv.py benchmarks/gpu/host-packages.txt ${prune[@]+"${prune[@]}"} \
+    | xargs -r "$root/venv/bin/python" -m pip uninstall -q -y
 "$root/venv/bin/python" -m pip list --format=freeze > "$root/venv-packages.txt"
 echo "rehearsal: venv ready in $(( $(date +%s) - started )) s"
 # 3. Every part as the GPU host would run it, tiny scale on the CPU, strict.
