@@ -33,7 +33,9 @@ done
 run_part() {  # python wheels-folder site-folder out-folder driver-args...
     local py=$1 wheels=$2 site=$3 out=$4; shift 4
     rm -rf "$site"
-    "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" "$wheels"/*.whl
+    # `|| return`: errexit does not apply inside a function whose status the caller tests.
+    "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" \
+        "$wheels"/*.whl || return
     PYTHONPATH="$site:$repo" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 \
         "$py" benchmarks/gpu/gpu_check.py --out "$out" --pipelines-file "$wheels/pipelines.txt" "$@"
 }
@@ -80,7 +82,7 @@ if [ "${REHEARSE_VERSIONS:-host}" = host ]; then
     "$root/venv/bin/python" -m pip install -q -r benchmarks/gpu/host-versions.txt
     prune=()
 else
-    prune=(--carried "$root/whl/all")
+    prune=(--carried "$root/whl/all-py$pyver")
 fi
 "$root/venv/bin/python" benchmarks/gpu/prune_venv.py benchmarks/gpu/host-packages.txt ${prune[@]+"${prune[@]}"} \
     | xargs -r "$root/venv/bin/python" -m pip uninstall -q -y

@@ -5,7 +5,7 @@
 
 Downloads exactly the wheels the GPU host lacks (benchmarks/gpu/requirements-gpu.txt and their requirements,
 minus host-packages.txt) at the project's pinned versions (constraints.txt), then lays them out as one folder
-per device command, DEST/partN/ (hard links into DEST/all/), each with pipelines.txt naming what that command
+per device command, DEST/partN/ (hard links into DEST/all-pyX.Y/), each with pipelines.txt naming what that command
 checks. One command may send at most 64 MiB (the working tree plus the carried wheels): when everything does
 not fit in one, the requirements that only some pipelines need (`# only:` in requirements-gpu.txt; PyAV, about
 35 MB, only for audio-to-text) move to a command of their own, largest first. Prints what each command sends
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dest", type=Path, default=REPO / ".whl", help="git-ignored folder for the wheels")
     parser.add_argument("--limit-mib", type=float, default=LIMIT_BYTES / MIB, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    store = args.dest / "all"
+    store = args.dest / f"all-py{args.python}"  # per Python: a wheel of the same version may be cp311 or cp312
     pins, host, roots = read_pins(), read_host(), read_roots()
     tree = tree_bytes()
     parts = plan(roots, pins, host, args.python, store, tree, int(args.limit_mib * MIB))
