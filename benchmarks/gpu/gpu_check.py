@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="seconds for the whole check (default: 540 s shared by the parts in proportion)")
     parser.add_argument("--tests-slice-s", type=float, default=200.0,
                         help="the most the correctness tests may take (each skips itself past it)")
+    parser.add_argument("--tests-k", default="", help="pytest -k expression: which correctness tests run "
+                                                        "(e.g. sfast, for a rerun of what a first run skipped)")
     parser.add_argument("--only", default="", help="comma-separated section names (as listed), e.g. to rerun "
                                                    "what a first run skipped")
     parser.add_argument("--strict", action="store_true",
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Context(out=args.out, scale=args.scale, device=args.device,
                   requests=args.requests or (3 if args.scale == "full" else 1), synth_dir=synth,
                   model_dir=Path(os.environ.get("MODEL_DIR", "/models")), deadline=time.monotonic() + budget,
-                  tests_slice_s=args.tests_slice_s)
+                  tests_slice_s=args.tests_slice_s, tests_k=args.tests_k)
     print(f"GPU check: {len(sections)} sections for {', '.join(pipelines)}; scale {args.scale}, device "
           f"{args.device}, budget {budget:.0f} s, synthetic weights in {synth}", flush=True)
     from check_report import summary_lines, write_results

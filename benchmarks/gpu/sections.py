@@ -45,6 +45,7 @@ class Context:
     model_dir: Path
     deadline: float  # time.monotonic() by which the whole check ends
     tests_slice_s: float = 200.0  # the most the correctness tests may take (see correctness())
+    tests_k: str = ""  # pytest -k expression choosing among them ("" = all)
     details: Path = field(init=False)
     figures: list = field(default_factory=list)
     raw: list = field(default_factory=list)
@@ -208,7 +209,8 @@ def correctness(ctx: Context) -> dict:
                        "GPU_CHECK_SYNTH_DIR": str(ctx.synth_dir)})
     try:
         out = child(ctx, ["-m", "pytest", "-m", "gpu", "tests/gpu", "-q", "-rs", "-p", "no:cacheprovider",
-                          f"--junitxml={junit}", "-o", "timeout=600"], "pytest-gpu")
+                          f"--junitxml={junit}", "-o", "timeout=600", *(["-k", ctx.tests_k] if ctx.tests_k else [])],
+                    "pytest-gpu")
         failed = False
     except RuntimeError as exc:
         out, failed = str(exc), True
