@@ -34,28 +34,36 @@ def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
     return filter_rows(logits[None], [params])[0]
 
 
+def to_device(values: list, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A small host list as a tensor on `device`. On CUDA it goes through pinned memory without blocking: a
+    plain copy from pageable memory would wait for the step's forward pass queued before it."""
+    t = torch.tensor(values, dtype=dtype)
+    if device.type != "cuda":
+        return t
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 def filter_rows(logits: torch.Tensor, params: list[SamplingParams]) -> torch.Tensor:
     """`filter_logits` for every row of `logits` (rows, vocab) at once, each row with its own parameters."""
     rows, vocab = logits.shape
     dev = logits.device
-    temperature = torch.tensor([p.temperature for p in params], dtype=torch.float32, device=dev)
+    temperature = to_device([p.temperature for p in params], torch.float32, dev)
     logits = logits.float() / temperature[:, None]
     ks = [p.top_k if 0 < p.top_k < vocab else vocab for p in params]
     top_ps = [p.top_p for p in params]
     if min(ks) >= vocab and min(top_ps) >= 1.0:
         return logits
     sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-    neg_inf = torch.tensor(float("-inf"), device=dev)
     if min(ks) < vocab:
         # The k-th largest value of each row is its threshold (ties with it stay, as with topk).
-        kth = sorted_logits.gather(1, torch.tensor(ks, device=dev)[:, None] - 1)
-        logits = torch.where(logits < kth, neg_inf, logits)
-        sorted_logits = torch.where(sorted_logits < kth, neg_inf, sorted_logits)
+        kth = sorted_logits.gather(1, to_device([k - 1 for k in ks], torch.long, dev)[:, None])
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+        sorted_logits = sorted_logits.masked_fill(sorted_logits < kth, float("-inf"))
     if min(top_ps) < 1.0:
         probs = torch.softmax(sorted_logits, dim=-1)
         # Keep the smallest set holding top_p of the mass: drop a token once the tokens before it reach
         # top_p. The first always stays; rows with top_p == 1 drop nothing.
-        p = torch.tensor(top_ps, dtype=torch.float32, device=dev)[:, None]
+        p = to_device(top_ps, torch.float32, dev)[:, None]
         drop = ((torch.cumsum(probs, dim=-1) - probs) >= p) & (p < 1.0)
         drop[:, 0] = False
         logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
@@ -90,7 +98,7 @@ def choose_tokens_tensor(logits: torch.Tensor, params: list[SamplingParams],
     chosen = torch.argmax(logits, dim=-1)
     sampled = [i for i, p in enumerate(params) if not p.greedy]
     if sampled:
-        index = torch.tensor(sampled, device=logits.device)
+        index = to_device(sampled, torch.long, logits.device)
         rows = logits.index_select(0, index)
         # An unusable row would make multinomial raise for every row: it samples from zeros instead (its
         # token is replaced by NONFINITE below), so no host sync is needed to find it first.
@@ -101,8 +109,8 @@ def choose_tokens_tensor(logits: torch.Tensor, params: list[SamplingParams],
         for j in own:
             draws[j] = torch.multinomial(probs[j], 1, generator=generators[sampled[j]])[0]
         if len(own) < len(sampled):
-            rest = torch.tensor([j for j in range(len(sampled)) if generators[sampled[j]] is None],
-                                device=logits.device)
+            rest = to_device([j for j in range(len(sampled)) if generators[sampled[j]] is None], torch.long,
+                             logits.device)
             draws.index_copy_(0, rest, torch.multinomial(probs.index_select(0, rest), 1, generator=shared)[:, 0])
         chosen = chosen.index_copy(0, index, draws)
     return torch.where(bad, NONFINITE, chosen)
