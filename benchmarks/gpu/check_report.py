@@ -36,7 +36,7 @@ def baseline_rows(ctx: Context) -> list[str]:
         load = _num(fig.cold_load_s, ".2f") if fig else "-"
         p50 = _num(fig.latency_s.p50) if fig and fig.latency_s else "-"
         if "report" in base:  # the LLM's and audio-to-text's own gpu_bench reports
-            lines.append(f"| {pipeline} | {load} | {p50} | see details/{base['report']} | | | |")
+            lines.append(f"| {pipeline} | {load} | {p50} | its own report, below ({base['report']}) | | | |")
             continue
         if "not_run" in base:
             lines.append(f"| {pipeline} | {load} | {p50} | not run: {base['not_run']} | | | |")
