@@ -13,7 +13,8 @@ Env: LLM_BACKEND (auto | transformers | vllm | openai), MAX_MODEL_LEN (context w
 the model's). transformers backend: QUANTIZE (int8 or int4, CUDA only, torchao), LLM_MAX_CHUNK_TOKENS (tokens
 merged into one stream delta when several are ready at once, default 16), LLM_STATIC_CACHE=1 (static KV cache
 engine, static_engine.py), LLM_COMPILE=1 (that engine's decode step compiled with CUDA graphs; CUDA only;
-inductor cache under MODEL_DIR/.compile-cache/inductor). vllm backend: GPU_MEMORY_UTILIZATION,
+inductor cache under MODEL_DIR/.compile-cache/inductor), OMP_NUM_THREADS (its intra-op threads; default on
+the CPU: cores - 1, see engine.py). vllm backend: GPU_MEMORY_UTILIZATION,
 TENSOR_PARALLEL_SIZE, MAX_NUM_BATCHED_TOKENS (the stock image's). openai backend: LLM_UPSTREAM_URL,
 LLM_UPSTREAM_MODEL (default MODEL_ID), LLM_UPSTREAM_API_KEY.
 """
