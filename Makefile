@@ -62,6 +62,9 @@ install-vllm: $(VLLM_VENV)/.install-stamp
 # The LLM backends' contract tests, real SmolLM2-135M weights, in the vLLM environment.
 vllm-test: install-vllm
 	$(VLLM_VENV)/bin/pytest -q -p no:cacheprovider tests/llm_backends
+	# The GPU check's vLLM test (it skips in the rehearsal's venv, which has no vLLM), at tiny scale on the CPU.
+	GPU_CHECK_SCALE=tiny GPU_CHECK_SYNTH_DIR=$(CURDIR)/gpu-out/vllm-test-models \
+	    $(VLLM_VENV)/bin/pytest -q -p no:cacheprovider -m gpu tests/gpu -k vllm
 
 # The GPU check's CPU rehearsal: the same entry point the GPU host runs, at tiny scale, in a fresh venv built
 # only from the wheels it would carry (benchmarks/gpu/README.md).
