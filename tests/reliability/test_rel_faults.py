@@ -9,6 +9,7 @@ import socket
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -24,10 +25,22 @@ from reliability.relkit import (
     target_params,
 )
 
-from benchmarks.soak.inject import forward_delay, oom_injector, slow_tokenizer_settings
+from benchmarks.soak.inject import forward_delay, in_job_thread, oom_injector, slow_tokenizer_settings
 from runner_sdk.conformance import check
 
 REAL = ["text-to-image", "audio-to-text", "llm"]
+
+
+@contextmanager
+def module_pre_hook(hook):
+    """`hook(module, args)` before every module forward in the process, for the `with` block."""
+    from torch.nn.modules.module import register_module_forward_pre_hook
+
+    handle = register_module_forward_pre_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 # --- out of memory inside inference -----------------------------------------------------------------
@@ -50,12 +63,24 @@ def test_oom_inside_inference_gives_500_and_the_next_request_succeeds(target, se
 def test_oom_mid_stream_ends_the_stream_cleanly(target, servers):
     srv = servers(target)
     body = {**target.valid_request()["json"], "stream": True, "max_tokens": 6}
-    with oom_injector() as oom, httpx.stream("POST", srv.url + "/llm", headers=AUTH, json=body, timeout=120) as r:
+    # The engine runs ahead of the client: without a gate it can finish all 6 tokens before the first chunk is
+    # read. So every model call after the prefill waits until the first chunk is on the wire and OOM is armed.
+    released, calls = threading.Event(), []
+
+    def hold_after_prefill(module, args) -> None:
+        if type(module).__name__.endswith("ForCausalLM") and in_job_thread():
+            calls.append(module)
+            if len(calls) > 1:
+                assert released.wait(timeout=60), "the first chunk never reached the client"
+
+    with oom_injector() as oom, module_pre_hook(hold_after_prefill), \
+            httpx.stream("POST", srv.url + "/llm", headers=AUTH, json=body, timeout=120) as r:
         assert r.status_code == 200
         lines = []
         for line in r.iter_lines():
             if line and not lines:
                 oom.arm()  # after the first chunk is on the wire
+                released.set()
             if line:
                 lines.append(line)
     text = "\n".join(lines)
