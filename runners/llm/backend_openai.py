@@ -129,7 +129,11 @@ class OpenAIBackend(Backend):
         if not o.llm_upstream_url.strip():
             raise ValueError("LLM_BACKEND=openai needs LLM_UPSTREAM_URL, the OpenAI-compatible server's base "
                              "URL (e.g. http://vllm:8000/v1)")
-        self.base = upstream_base(o.llm_upstream_url)
+        url = httpx.URL(upstream_base(o.llm_upstream_url))
+        # Credentials in the URL go to the clients as basic auth; the URL shown (logs, httpx's own request log
+        # lines, /runner/info, errors) and used has none.
+        auth = httpx.BasicAuth(url.username, url.password) if url.username or url.password else None
+        self.base = str(url.copy_with(username=None, password=None))
         self.model = o.llm_upstream_model.strip() or ctx.settings.model_id
         self.tokenizer, self.context_len = None, None  # the upstream templates, counts and checks the length
         key = o.llm_upstream_api_key.get_secret_value()
@@ -137,11 +141,11 @@ class OpenAIBackend(Backend):
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         slots = ctx.settings.capacity
         self._client = httpx.Client(
-            base_url=self.base, headers=headers,
+            base_url=self.base, headers=headers, auth=auth,
             timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S, pool=CONNECT_TIMEOUT_S),
             limits=httpx.Limits(max_connections=slots, max_keepalive_connections=slots))
         # Its own connection: the poll never waits behind streams that hold every pooled one.
-        self._probe_client = httpx.Client(base_url=self.base, headers=headers,
+        self._probe_client = httpx.Client(base_url=self.base, headers=headers, auth=auth,
                                           timeout=httpx.Timeout(POLL_TIMEOUT_S, connect=CONNECT_TIMEOUT_S))
         ctx.report(LLM_UPSTREAM_URL=self.base, LLM_UPSTREAM_MODEL=self.model)
         with ctx.phase("connect"):
@@ -263,8 +267,7 @@ class OpenAIBackend(Backend):
     def _events(self, response: httpx.Response, prompt: Prompt, job: Job) -> Iterator[Event]:
         """The upstream's SSE chunks as events; completion tokens from its usage, else counted per chunk."""
         completion, finish, started, usage_seen = 0, None, False, False
-        for chunk in self._chunks(response):
-            job.step()  # raises JobCancelled once the client went away; `generate` closes the response
+        for chunk in self._chunks(response, job):
             if "error" in chunk:
                 msg = error_text(chunk) or json.dumps(chunk)[:500]
                 if not started and _status_of(chunk) in CALLER_STATUSES:
@@ -287,6 +290,7 @@ class OpenAIBackend(Backend):
             if text:
                 started = True
                 yield "text", text, completion
+        job.step()
         if finish is None:
             raise RuntimeError("LLM upstream stream ended without a finish_reason")
         if not usage_seen and not self._warned_usage:
@@ -295,14 +299,17 @@ class OpenAIBackend(Backend):
                         "counted per content chunk and prompt tokens reported as 0", self.base)
         yield "finish", finish if finish in FINISH_REASONS else "stop", completion
 
-    def _chunks(self, response: httpx.Response) -> Iterator[dict[str, Any]]:
+    def _chunks(self, response: httpx.Response, job: Job) -> Iterator[dict[str, Any]]:
         """The JSON objects of the SSE stream's `data:` lines, up to `[DONE]` or its end.
 
         Raises:
+            JobCancelled: the client went away (checked at every line, keep-alive comments included, so an
+                upstream that only pings cannot hold the slot); `generate` then closes the response.
             RuntimeError: the connection broke or a line is not JSON.
         """
         try:
             for line in response.iter_lines():
+                job.step()
                 if not line.startswith("data:"):
                     continue  # blank separators, comments, event: lines
                 data = line[5:].strip()

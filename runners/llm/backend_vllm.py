@@ -86,6 +86,8 @@ def visible_cuda_devices() -> int:
 class VLLMBackend(Backend):
     name = "vllm"
     engine: Any = None
+    loop: EventLoopThread | None = None
+    closed = False
     ignore_eos = False  # benchmarks: every request runs to its max_tokens (random weights, exact token counts)
 
     def setup(self, ctx: LoadContext) -> None:
@@ -285,6 +287,8 @@ class VLLMBackend(Backend):
     # --- health and reporting ---------------------------------------------------------------------
     def healthy(self) -> str | None:
         """Why the engine cannot serve any more (its loop thread or its engine core process died), or None."""
+        if self.closed:  # a request still waiting fails instead of polling an engine that is gone
+            return "the vLLM engine was shut down"
         if self.engine is None:
             return None
         if not self.loop.thread.is_alive():
@@ -304,7 +308,10 @@ class VLLMBackend(Backend):
 
     def close(self) -> None:
         engine, self.engine = self.engine, None
-        if engine is None:
+        self.closed = True
+        if engine is None:  # a failed load: the loop thread may be running without an engine
+            if self.loop is not None:
+                self.loop.stop()
             return
 
         async def shutdown() -> None:

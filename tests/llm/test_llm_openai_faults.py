@@ -89,6 +89,13 @@ class FakeUpstream:
         usage_each = mode not in ("usage_at_end", "no_usage")
         yield _sse(_chunk("", completion=0 if usage_each else None) | {"choices": [
             {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+        if mode == "pings":  # a server (or proxy) that only keeps the connection alive: SSE comments
+            try:
+                while True:
+                    yield b": ping\n\n"
+                    await asyncio.sleep(0.02)
+            finally:
+                self.aborted.set()
         if mode == "endless":
             try:
                 n = 0
@@ -289,6 +296,30 @@ def test_disconnect_closes_the_upstream_request(runner, upstream):
                 break
     assert upstream.aborted.wait(30), "the upstream request was never closed"
     wait_for(lambda: runner.host.runner.backend.active == 0 and runner.host.capacity.in_flight == 0)
+
+
+def test_disconnect_while_the_upstream_only_pings_frees_the_slot(runner, upstream):
+    """Keep-alive comments carry no data: the runner still looks at the client at every line."""
+    upstream.mode = "pings"
+    upstream.aborted.clear()
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1000, "stream": True}
+    with pytest.raises(httpx.ReadTimeout):  # nothing ever comes: the first chunk needs content
+        with httpx.stream("POST", runner.url + "/llm", json=body, timeout=httpx.Timeout(30.0, read=1.0)) as r:
+            r.read()
+    assert upstream.aborted.wait(30), "the upstream request was never closed"
+    wait_for(lambda: runner.host.runner.backend.active == 0 and runner.host.capacity.in_flight == 0)
+
+
+def test_a_password_in_the_upstream_url_is_used_but_never_shown(upstream, caplog):
+    caplog.set_level(logging.DEBUG)
+    url = upstream.url.replace("http://", "http://operator:pw-4712@")
+    with runner_for(url) as srv:
+        assert ask(srv, False).status_code == 200
+        assert upstream.seen[-1][1]["authorization"].startswith("Basic ")  # httpx sends the URL's credentials
+        info = httpx.get(srv.url + "/runner/info", timeout=TIMEOUT).text
+        srv.host.runner.backend.close()
+    assert "pw-4712" not in info and "pw-4712" not in caplog.text
+    assert json.loads(info)["runner"]["upstream_url"] == upstream.url + "/v1"
 
 
 def test_the_key_goes_upstream_as_bearer_and_nowhere_else(upstream, caplog):
