@@ -38,15 +38,22 @@ class OomOnce:
 
 
 @contextmanager
-def oom_injector() -> Iterator[OomOnce]:
+def module_pre_hook(hook) -> Iterator[None]:
+    """`hook(module, args)` before every module forward in the process, for the `with` block."""
     from torch.nn.modules.module import register_module_forward_pre_hook
 
-    oom = OomOnce()
-    handle = register_module_forward_pre_hook(oom.hook)
+    handle = register_module_forward_pre_hook(hook)
     try:
-        yield oom
+        yield
     finally:
         handle.remove()
+
+
+@contextmanager
+def oom_injector() -> Iterator[OomOnce]:
+    oom = OomOnce()
+    with module_pre_hook(oom.hook):
+        yield oom
 
 
 class _Depth(threading.local):

@@ -129,7 +129,6 @@ class Engine:
         self.cache: DynamicCache | None = None
         self.mask: torch.Tensor | None = None  # (batch, cached length): 1 for real tokens, 0 for left padding
         self.positions: torch.Tensor | None = None  # (batch,): position id of each row's next input token
-        self.last: list[int] = []  # each row's newest token, not yet in the cache
         self.next_ids: torch.Tensor | None = None  # the same tokens on the device: the next step's input
         # Unseeded rows all draw from this one generator, in one call per step (sampling.py).
         self.shared = torch.Generator(device=self.device)
@@ -241,7 +240,6 @@ class Engine:
         for i, (seq, token) in enumerate(zip(self.active, tokens, strict=True)):
             if self._emit(seq, token):
                 keep.append(i)
-                self.last[i] = token
         if len(keep) < len(self.active):
             self._keep(keep)
 
@@ -308,7 +306,6 @@ class Engine:
             self.positions = torch.cat([self.positions, position])
             self.next_ids = torch.cat([self.next_ids, chosen])
         self.active.append(seq)
-        self.last.append(seq.generated[-1])
         self.padded = not bool(self.mask.all())
         self.max_batch_seen = max(self.max_batch_seen, len(self.active))
 
@@ -328,10 +325,9 @@ class Engine:
         self.positions = self.positions.index_select(0, index)
         self.next_ids = self.next_ids.index_select(0, index)
         self.active = [self.active[i] for i in rows]
-        self.last = [self.last[i] for i in rows]
 
     def _reset(self) -> None:
-        self.active, self.last = [], []
+        self.active = []
         self.cache = self.mask = self.positions = self.next_ids = None
 
 

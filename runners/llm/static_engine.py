@@ -80,7 +80,6 @@ class StaticEngine(Engine):
         self.smask[slot].zero_()
         self.smask[slot, start:self.width] = 1
         self.active.append(seq)
-        self.last.append(seq.generated[-1])
         self.slot_of.append(slot)
         self.pos.append(length)
         self.max_batch_seen = max(self.max_batch_seen, len(self.active))
@@ -90,12 +89,11 @@ class StaticEngine(Engine):
             self._reset()
             return
         self.active = [self.active[i] for i in rows]
-        self.last = [self.last[i] for i in rows]
         self.slot_of = [self.slot_of[i] for i in rows]
         self.pos = [self.pos[i] for i in rows]
 
     def _reset(self) -> None:
-        self.active, self.last, self.slot_of, self.pos = [], [], [], []
+        self.active, self.slot_of, self.pos = [], [], []
         self.smask.zero_()
         self._set_width(0)
 
@@ -106,8 +104,8 @@ class StaticEngine(Engine):
             self._shift(-int(torch.nonzero(used)[0, 0]))
         ids = [0] * self.max_batch
         pos = [0] * self.max_batch
-        for slot, token, position in zip(self.slot_of, self.last, self.pos, strict=True):
-            ids[slot], pos[slot] = token, position
+        for slot, seq, position in zip(self.slot_of, self.active, self.pos, strict=True):
+            ids[slot], pos[slot] = seq.generated[-1], position  # each row's newest token, not yet cached
         # One host-to-device copy for the step's inputs (ids, positions, the active slots), made before any
         # kernel of the step is queued, so it never waits for the device.
         inputs = torch.tensor([ids, pos, self.slot_of + [0] * (self.max_batch - len(self.slot_of))],

@@ -9,7 +9,6 @@ import socket
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -25,22 +24,16 @@ from reliability.relkit import (
     target_params,
 )
 
-from benchmarks.soak.inject import forward_delay, in_job_thread, oom_injector, slow_tokenizer_settings
+from benchmarks.soak.inject import (
+    forward_delay,
+    in_job_thread,
+    module_pre_hook,
+    oom_injector,
+    slow_tokenizer_settings,
+)
 from runner_sdk.conformance import check
 
 REAL = ["text-to-image", "audio-to-text", "llm"]
-
-
-@contextmanager
-def module_pre_hook(hook):
-    """`hook(module, args)` before every module forward in the process, for the `with` block."""
-    from torch.nn.modules.module import register_module_forward_pre_hook
-
-    handle = register_module_forward_pre_hook(hook)
-    try:
-        yield
-    finally:
-        handle.remove()
 
 
 # --- out of memory inside inference -----------------------------------------------------------------
